@@ -1,0 +1,21 @@
+"""The `fer-bench` command line (Typer). `main` turns user mistakes into one clear line."""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import FerBenchError
+from . import backbones, data, leaderboard, prompts, run  # noqa: F401  (register commands)
+from .common import app, err_console
+
+
+def main() -> None:
+    """Entry point: user mistakes print one clear line and exit 2, never a traceback."""
+    try:
+        app()
+    except FerBenchError as e:
+        err_console.print(f"[bold red]error:[/bold red] {e}")
+        sys.exit(2)
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,79 @@
+"""Batched preprocessing on tensors (on the GPU when there is one): uint8 faces -> the backbone's
+input. Augmentation and resizing are one affine grid sample, so no per-sample PIL work ever
+happens in the training loop. Size, mean/std, channels and interpolation come from the backbone."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..backbones.base import BackboneConfig
+
+
+@dataclass(frozen=True)
+class Augment:
+    """FER2013-style training augmentation (random crop ~ shift/scale, flip, small rotation)."""
+
+    max_rotation_deg: float = 10.0
+    max_shift: float = 0.08        # fraction of the image
+    scale: tuple[float, float] = (0.9, 1.1)
+    flip: bool = True
+
+
+class Preprocess:
+    def __init__(self, cfg: BackboneConfig, image_size: int | None = None,
+                 augment: Augment | None = None) -> None:
+        size = cfg.input_size
+        if image_size and not cfg.fixed_input_size:
+            size = (image_size, image_size)
+        self.size = tuple(size)
+        self.in_chans = cfg.in_chans
+        self.mode = "bicubic" if cfg.interpolation == "bicubic" else "bilinear"
+        mean = cfg.mean if len(cfg.mean) == cfg.in_chans else cfg.mean[:1] * cfg.in_chans
+        std = cfg.std if len(cfg.std) == cfg.in_chans else cfg.std[:1] * cfg.in_chans
+        self.mean = torch.tensor(mean).view(1, -1, 1, 1)
+        self.std = torch.tensor(std).view(1, -1, 1, 1)
+        self.augment = augment or Augment()
+
+    def describe(self) -> dict:
+        return {"size": list(self.size), "in_chans": self.in_chans, "mode": self.mode,
+                "mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
+
+    def _channels(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == self.in_chans:
+            return x
+        if self.in_chans == 3 and x.shape[1] == 1:  # gray faces replicated for RGB models
+            return x.expand(-1, 3, -1, -1)
+        if self.in_chans == 1 and x.shape[1] == 3:  # ITU-R 601 luma
+            w = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
+            return (x * w).sum(1, keepdim=True)
+        raise ValueError(f"cannot map {x.shape[1]} image channels to {self.in_chans}")
+
+    def __call__(self, images: torch.Tensor, train: bool = False,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """uint8 B x C x h x w (on any device) -> normalised float B x in_chans x H x W."""
+        x = images.float().div_(255.0)
+        if train:
+            x = self._random_affine(x, generator)
+        elif tuple(x.shape[-2:]) != self.size:
+            x = F.interpolate(x, size=self.size, mode=self.mode, align_corners=False,
+                              antialias=x.shape[-1] > self.size[-1])
+        x = self._channels(x)
+        mean, std = self.mean.to(x.device), self.std.to(x.device)
+        return (x - mean) / std
+
+    def _random_affine(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        b, a = x.shape[0], self.augment
+        r = torch.rand(b, 5, generator=generator).to(x.device)
+        angle = (r[:, 0] * 2 - 1) * math.radians(a.max_rotation_deg)
+        scale = a.scale[0] + r[:, 1] * (a.scale[1] - a.scale[0])
+        tx, ty = (r[:, 2] * 2 - 1) * a.max_shift * 2, (r[:, 3] * 2 - 1) * a.max_shift * 2
+        flip = torch.where(r[:, 4] < 0.5, -1.0, 1.0) if a.flip else torch.ones_like(scale)
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1),
+                             torch.stack([sin * flip, cos, ty], 1)], 1)
+        grid = F.affine_grid(theta, [b, x.shape[1], *self.size], align_corners=False)
+        return F.grid_sample(x, grid, mode=self.mode, padding_mode="border", align_corners=False)

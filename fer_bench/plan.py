@@ -1,0 +1,209 @@
+"""Benchmark file + CLI flags -> a validated plan of cells, each with a stable id.
+
+A benchmark file (benchmarks/*.toml):
+
+    name = "demo"
+    description = "..."
+    [axes]                       # the matrix: every combination is a cell
+    backbones = ["fer_cnn", "timm:resnet18@none"]
+    prompts = ["classnames", "clip_fer2013"]
+    heads = ["lasted", "linear"]
+    text_encoders = ["default"]  # "default": the backbone's paired tower, else train.text_encoder
+    datasets = ["synfer"]
+    seeds = [0]
+    [train]                      # shared settings (TrainConfig); flags override them
+    epochs = 3
+
+Heads without text (linear) ignore prompts and text encoders, so they collapse to one cell per
+backbone x dataset x seed. A cell id is a hash of the cell's fully resolved config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from .errors import ConfigError, UnknownNameError
+from .resources import data_files, read_toml
+
+AXES = ("backbones", "prompts", "heads", "text_encoders", "datasets", "seeds")
+TOP_KEYS = {"name", "description", "axes", "train"}
+REGIMES = ("full", "image", "text", "frozen")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    optimizer: str = "adamw"          # adamw | adam | sgd
+    schedule: str = "cosine"          # cosine | constant
+    warmup_epochs: float = 0.0
+    grad_clip: float = 1.0            # 0 disables
+    regime: str = "full"              # full | image (text frozen) | text (image frozen) | frozen
+    amp: str = "auto"                 # auto (bf16 on CUDA) | bf16 | fp16 | off
+    select_metric: str = "accuracy"   # checkpoint selection on the *validation* split
+    image_size: int = 0               # 0: the backbone's own input size
+    pretrained: bool = True           # False: random init for every backbone (recorded)
+    text_encoder: str = "minilm"      # for backbones without a paired text tower
+    eval_batch_size: int = 256
+    device: str = "auto"              # auto | cpu | cuda | cuda:N
+
+    def validate(self, where: str) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.optimizer in ("adamw", "adam", "sgd"), "optimizer must be adamw, adam or sgd"),
+            (self.schedule in ("cosine", "constant"), "schedule must be cosine or constant"),
+            (self.regime in REGIMES, f"regime must be one of {', '.join(REGIMES)}"),
+            (self.amp in ("auto", "bf16", "fp16", "off"), "amp must be auto, bf16, fp16 or off"),
+            (self.select_metric in ("accuracy", "balanced_accuracy", "macro_f1",
+                                    "fear_disgust", "loss"),
+             "select_metric must be accuracy, balanced_accuracy, macro_f1, fear_disgust or loss"),
+            (self.image_size >= 0, "image_size must be >= 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(f"{where}: train.{msg}")
+
+
+def coerce_train(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """Check keys and types of a [train] table (or flags) against TrainConfig."""
+    hints = get_type_hints(TrainConfig)
+    known = {f.name for f in fields(TrainConfig)}
+    out = {}
+    for key, value in values.items():
+        if key not in known:
+            import difflib
+
+            close = difflib.get_close_matches(key, known, n=1)
+            raise ConfigError(f"{where}: unknown key train.{key}"
+                              + (f" (did you mean {close[0]!r}?)" if close else ""))
+        typ = hints[key]
+        if typ is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+            raise ConfigError(f"{where}: train.{key} must be {typ.__name__}, "
+                              f"got {type(value).__name__} {value!r}")
+        out[key] = value
+    return out
+
+
+@dataclass
+class Benchmark:
+    name: str = "adhoc"
+    description: str = ""
+    backbones: list[str] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=lambda: ["clip_fer2013"])
+    heads: list[str] = field(default_factory=lambda: ["lasted", "linear"])
+    text_encoders: list[str] = field(default_factory=lambda: ["default"])
+    datasets: list[str] = field(default_factory=lambda: ["synfer"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    train: TrainConfig = field(default_factory=TrainConfig)
+    source: str = "command line"
+
+
+def benchmark_files() -> dict[str, Path]:
+    return data_files("benchmarks")
+
+
+def find_benchmark(name_or_path: str) -> Path:
+    p = Path(name_or_path).expanduser()
+    if p.is_file():
+        return p
+    files = benchmark_files()
+    if name_or_path in files:
+        return files[name_or_path]
+    raise UnknownNameError("benchmark", name_or_path, files,
+                           hint="Pass a path to a .toml file or a name from benchmarks/")
+
+
+def load_benchmark(path: Path) -> Benchmark:
+    data = read_toml(path)
+    where = str(path)
+    unknown = set(data) - TOP_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown top-level key(s) {', '.join(sorted(unknown))} "
+                          f"(expected: {', '.join(sorted(TOP_KEYS))})")
+    axes = data.get("axes", {})
+    if not isinstance(axes, dict):
+        raise ConfigError(f"{where}: [axes] must be a table")
+    bad = set(axes) - set(AXES)
+    if bad:
+        raise ConfigError(f"{where}: unknown axis {', '.join(sorted(bad))} "
+                          f"(expected: {', '.join(AXES)})")
+    bench = Benchmark(name=str(data.get("name", path.stem)),
+                      description=str(data.get("description", "")), source=where)
+    for axis, values in axes.items():
+        elem = int if axis == "seeds" else str
+        if not isinstance(values, list) or not all(
+                isinstance(v, elem) and not isinstance(v, bool) for v in values):
+            raise ConfigError(f"{where}: axes.{axis} must be a list of {elem.__name__}s")
+        if not values:
+            raise ConfigError(f"{where}: axes.{axis} is empty")
+        setattr(bench, axis, list(values))
+    train = data.get("train", {})
+    if not isinstance(train, dict):
+        raise ConfigError(f"{where}: [train] must be a table")
+    bench.train = replace(TrainConfig(), **coerce_train(train, where))
+    bench.train.validate(where)
+    return bench
+
+
+@dataclass(frozen=True)
+class Cell:
+    backbone: str
+    head: str
+    dataset: str
+    seed: int
+    prompts: str | None
+    text_encoder: str | None      # "default" resolved when the backbone is known
+    train: TrainConfig
+
+    def config(self) -> dict:
+        d = asdict(self)
+        d["train"] = asdict(self.train)
+        return d
+
+    @property
+    def cell_id(self) -> str:
+        blob = json.dumps(self.config(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        parts = [self.backbone, self.head]
+        if self.prompts:
+            parts.append(self.prompts)
+        if self.text_encoder and self.text_encoder != "default":
+            parts.append(self.text_encoder)
+        return " / ".join(parts) + f" / {self.dataset} / seed {self.seed}"
+
+
+def head_uses_text(head: str) -> bool:
+    """Whether a head needs prompts and a text encoder (unknown names fail with suggestions)."""
+    from .heads import HEADS
+
+    return bool(HEADS.get(head).meta.get("uses_text"))
+
+
+def expand(bench: Benchmark) -> list[Cell]:
+    """Every combination of the axes, text-free heads collapsed, in a stable order."""
+    for axis in AXES:
+        if not getattr(bench, axis):
+            raise ConfigError(f"{bench.source}: axis {axis!r} is empty")
+    cells: dict[str, Cell] = {}
+    for ds in bench.datasets:
+        for bb in bench.backbones:
+            for head in bench.heads:
+                text = head_uses_text(head)
+                for pr in (bench.prompts if text else [None]):
+                    for te in (bench.text_encoders if text else [None]):
+                        for seed in bench.seeds:
+                            c = Cell(bb, head, ds, seed, pr, te, bench.train)
+                            cells.setdefault(c.cell_id, c)
+    return list(cells.values())

@@ -1,0 +1,17 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(2)
+
+# A small SynFER for fast end-to-end tests (every class present in every split).
+TINY = "synfer:n=700"
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset():
+    from fer_bench.data import load_dataset
+
+    return load_dataset(TINY)

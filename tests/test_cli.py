@@ -1,0 +1,125 @@
+"""End to end through the CLI: a small synfer matrix, results contract, leaderboard, resume."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fer_bench.classes import CANONICAL
+from fer_bench.cli import app
+
+from .conftest import TINY
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    res = runner.invoke(app, ["run", "--backbones", "fer_cnn", "--heads", "lasted,linear",
+                              "--prompts", "classnames,clip_fer2013", "--text-encoder", "minilm",
+                              "--dataset", TINY, "--epochs", "2", "--seeds", "0",
+                              "--train", "image", "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def results(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(out.glob("cells/*/result.json"))]
+
+
+def test_results_contract(run_dir: Path):
+    rs = results(run_dir)
+    assert len(rs) == 3  # linear is run once, not once per prompt set
+    for r in rs:
+        assert r["schema"] == 1 and r["status"] == "ok" and r["error"] is None
+        assert r["split"] == "test" and r["dataset"] == TINY and r["seed"] == 0
+        assert (run_dir / "cells" / r["cell_id"] / "predictions.npz").is_file()
+        m = r["metrics"]
+        assert m["classes"] == list(CANONICAL)
+        cm = np.array(m["confusion"])
+        assert cm.shape == (7, 7) and cm.sum() == m["n_test"]
+        assert m["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+        recall = np.diag(cm) / cm.sum(1)
+        assert m["fear_disgust"] == pytest.approx((recall[1] + recall[2]) / 2)
+        assert [m["per_class_accuracy"][c] for c in CANONICAL] == pytest.approx(list(recall))
+        assert 0 <= m["macro_f1"] <= 1 and 0 <= m["balanced_accuracy"] <= 1
+        assert r["timing"]["train_s"] > 0 and r["env"]["torch"]
+        assert r["config"]["resolved"]["backbone"]["weights"] == "none"
+    lasted = [r for r in rs if r["head"] == "lasted"]
+    assert {r["prompts"] for r in lasted} == {"classnames", "clip_fer2013"}
+    assert all(r["text_encoder"] == "minilm" for r in lasted)
+    # the class texts actually used are recorded with the result
+    fear = lasted[0]["config"]["resolved"]["prompts"]["fear"]
+    assert fear and all(isinstance(p, str) for p in fear)
+
+
+def test_lasted_actually_learns(run_dir: Path):
+    for r in results(run_dir):
+        assert r["metrics"]["accuracy"] > 1 / 7 + 0.05, r["head"]
+
+
+def test_leaderboard_json_and_formats(run_dir: Path):
+    res = runner.invoke(app, ["leaderboard", str(run_dir), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    assert [r["rank"] for r in rows] == [1, 2, 3]
+    keys = {"rank", "backbone", "prompts", "head", "dataset", "n_seeds", "fear_disgust",
+            "accuracy", "balanced_accuracy", "macro_f1", "per_class_accuracy"}
+    assert keys <= set(rows[0])
+    fd = [r["fear_disgust"] for r in rows]
+    assert fd == sorted(fd, reverse=True)
+    for fmt, needle in [("md", "| fear/disgust |"), ("csv", "rank,backbone"),
+                        ("table", "fear/disgust")]:
+        res = runner.invoke(app, ["leaderboard", str(run_dir), "--format", fmt])
+        assert res.exit_code == 0 and needle in res.output, res.output
+    res = runner.invoke(app, ["leaderboard", str(run_dir), "--format", "json", "--sort",
+                              "accuracy"])
+    acc = [r["accuracy"] for r in json.loads(res.output)]
+    assert acc == sorted(acc, reverse=True)
+
+
+def test_rerun_skips_complete_cells(run_dir: Path):
+    before = {p: p.read_bytes() for p in run_dir.glob("cells/*/result.json")}
+    res = runner.invoke(app, ["run", "--backbones", "fer_cnn", "--heads", "lasted,linear",
+                              "--prompts", "classnames,clip_fer2013", "--text-encoder", "minilm",
+                              "--dataset", TINY, "--epochs", "2", "--seeds", "0",
+                              "--train", "image", "--out", str(run_dir), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "0 ran, 3 skipped" in res.output
+    assert before == {p: p.read_bytes() for p in run_dir.glob("cells/*/result.json")}
+
+
+def test_dry_run_lists_cells_without_training(tmp_path: Path):
+    res = runner.invoke(app, ["run", "--dry-run", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "9 cells" in res.output
+    assert not (tmp_path / "cells").exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--backbones", "fer_cn"], "closest: fer_cnn"),
+    (["--backbones", "fer_cnn", "--heads", "linaer"], "closest: linear"),
+    (["--backbones", "fer_cnn", "--prompts", "clip_fer2031"], "clip_fer2013"),
+    (["--backbones", "fer_cnn", "--dataset", "synfr"], "synfer"),
+    (["--backbones", "fer_cnn", "--seeds", "a,b"], "--seeds"),
+    (["--benchmark", "nope.toml"], "unknown benchmark"),
+])
+def test_user_mistakes_are_one_clear_line(tmp_path: Path, args, needle):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "fer_bench", "run", "--dry-run", "--out",
+                           str(tmp_path), *args], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert needle in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_data_stats_json():
+    res = runner.invoke(app, ["data", "stats", TINY, "--format", "json"])
+    stats = json.loads(res.output)
+    assert stats["classes"] == list(CANONICAL)
+    assert set(stats["splits"]) == {"train", "val", "test"}
+    assert sum(sum(v.values()) for v in stats["splits"].values()) == 700
