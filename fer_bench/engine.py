@@ -15,12 +15,15 @@ import torch
 from torch import nn
 
 from .backbones import Backbone, create_backbone
-from .data import FERDataset, load_dataset
-from .data.transforms import Preprocess
-from .errors import ConfigError, FerBenchError
-from .heads import ClassText, Head, create_head
+from .data import FERDataset, Split, load_dataset
+from .data.targets import soft_target_loss
+from .data.transforms import Preprocess, merge_crops
+from .errors import ConfigError, DataError, FerBenchError
+from .heads import HEADS, ClassText, Head, create_head, fit_logistic
 from .plan import Cell, TrainConfig, head_uses_text
+from .regimes import apply_regime, freeze_norm_statistics
 from .results.metrics import compute_metrics
+from .results.stats import intervals
 from .text import TextEncoder, create_text_encoder, load_prompt_set
 
 ProgressFn = Callable[[dict], None]
@@ -37,6 +40,7 @@ class CellOutput:
     timing: dict[str, float]
     resolved: dict
     history: list[dict] = field(default_factory=list)
+    artifacts: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. learned prompts
 
 
 def pick_device(name: str) -> torch.device:
@@ -79,29 +83,26 @@ def build_text(cell: Cell, backbone: Backbone) -> TextEncoder | None:
     return copy.deepcopy(_TEXT_CACHE[spec])
 
 
-def apply_regime(model: CellModel, regime: str, text: TextEncoder | None) -> None:
-    """Freeze exactly what the regime says. The head's own parameters always train."""
-    image_trains = regime in ("full", "image")
-    text_trains = regime in ("full", "text")
-    for p in model.backbone.encoder.parameters():
-        p.requires_grad_(image_trains)
-    if text is not None:
-        for p in text.parameters():
-            p.requires_grad_(text_trains)
-
-
 def build_model(cell: Cell, dataset: FERDataset) -> tuple[CellModel, TextEncoder | None, dict]:
     torch.manual_seed(cell.seed)  # random init is part of the seeded experiment
     backbone = create_backbone(cell.backbone, pretrained=cell.train.pretrained)
     text = build_text(cell, backbone)
+    meta = HEADS.get(cell.head).meta
     n_classes = len(dataset.classes)
     dim = backbone.config.feature_dim
     resolved: dict = {"backbone": backbone.config.to_dict()}
+    context: list[nn.Parameter] = []
     if text is not None:
         prompt_set = load_prompt_set(cell.prompts or "")
         prompts = prompt_set.for_classes(dataset.classes)
-        class_text = ClassText(text, prompts)
         paired = text is backbone.paired_text
+        if meta.get("needs_aligned_text") and not paired:
+            raise ConfigError(f"head {cell.head!r} needs the backbone's paired CLIP text tower; "
+                              f"{cell.backbone!r} with text encoder {text.name!r} has none")
+        class_text = ClassText(text, prompts, cell.train.prompt_sampling,
+                               prompt_set.learned_context)
+        if class_text.context is not None:
+            context.append(class_text.context.ctx)
         head = create_head(cell.head, feature_dim=dim, n_classes=n_classes,
                            class_text=class_text, identity_projection=paired)
         resolved["text_encoder"] = text.describe()
@@ -110,9 +111,9 @@ def build_model(cell: Cell, dataset: FERDataset) -> tuple[CellModel, TextEncoder
         head = create_head(cell.head, feature_dim=dim, n_classes=n_classes)
     if backbone.paired_text is not None and text is not backbone.paired_text:
         backbone.paired_text = None  # an unused CLIP text tower must not train or cost memory
-    model = CellModel(backbone, head)
-    apply_regime(model, cell.train.regime, text)
-    return model, text, resolved
+    regime = "frozen" if meta.get("frozen_image") or not head.trains else cell.train.regime
+    resolved["regime"] = apply_regime(backbone.encoder, text, regime, context)
+    return CellModel(backbone, head), text, resolved
 
 
 def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -134,16 +135,160 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
 
 
 @torch.no_grad()
-def predict(model: CellModel, pre: Preprocess, images: torch.Tensor, device: torch.device,
-            batch_size: int, autocast) -> torch.Tensor:
-    """Logits (float32, on CPU) for uint8 images."""
-    model.eval()
+def forward_all(module: nn.Module, pre: Preprocess, images: torch.Tensor, device: torch.device,
+                batch_size: int, autocast, tta: str = "none") -> torch.Tensor:
+    """module(preprocessed images) for all images, in batches: float32 on the CPU. With
+    tta="tencrop", each image's output is the mean over its ten crops (FER2013 convention)."""
+    module.eval()
     out = []
-    for i in range(0, len(images), batch_size):
-        x = pre(images[i:i + batch_size].to(device, non_blocking=True))
+    step = max(1, batch_size // 10) if tta == "tencrop" else batch_size
+    for i in range(0, len(images), step):
+        batch = images[i:i + step].to(device, non_blocking=True)
+        x = pre.ten_crop(batch) if tta == "tencrop" else pre(batch)
         with autocast():
-            out.append(model(x).float().cpu())
-    return torch.cat(out) if out else torch.empty(0, 0)
+            y = module(x).float()
+        out.append((merge_crops(y) if tta == "tencrop" else y).cpu())
+    return torch.cat(out)
+
+
+class ClassBalance:
+    """The imbalance options (off by default): class-balanced sampling, class-weighted loss,
+    and logit adjustment (train on logits + tau * log prior; predict with plain logits)."""
+
+    def __init__(self, labels: torch.Tensor, n_classes: int, cfg: TrainConfig,
+                 device: torch.device) -> None:
+        counts = torch.bincount(labels, minlength=n_classes).float().clamp_min(1)
+        self.sample_weight = (1.0 / counts)[labels] if cfg.balance == "sampler" else None
+        self.class_weight = ((len(labels) / (n_classes * counts)).to(device)
+                             if cfg.balance == "loss" else None)
+        prior = counts / counts.sum()
+        self.adjust = (cfg.logit_adjust * prior.log()).to(device) if cfg.logit_adjust else None
+
+    def order(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        if self.sample_weight is None:
+            return torch.randperm(n, generator=gen)
+        return torch.multinomial(self.sample_weight, n, replacement=True, generator=gen)
+
+    def loss(self, head: Head, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.adjust is not None:
+            logits = logits + self.adjust
+        return head.loss(logits, labels, self.class_weight)
+
+
+def score_of(metrics: dict, loss: float, select: str) -> float:
+    return -loss if select == "loss" else (metrics[select] or 0.0)
+
+
+def train_sgd(model: CellModel, text: TextEncoder | None, pre: Preprocess, dataset: FERDataset,
+              cell: Cell, device: torch.device, autocast,
+              progress: ProgressFn | None) -> tuple[int, list[dict]]:
+    """The training loop; keeps the state of the best validation epoch. Returns (epoch, history)."""
+    cfg = cell.train
+    train, val = dataset.split("train"), dataset.split("val")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ConfigError(f"cell {cell.label}: nothing to train under regime {cfg.regime!r}")
+    opt = make_optimizer(params, cfg)
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    updates = math.ceil(steps_per_epoch / cfg.accum_steps) * cfg.epochs
+    warmup = int(cfg.warmup_epochs * steps_per_epoch / cfg.accum_steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, updates, warmup, cfg.schedule))
+    gen = torch.Generator().manual_seed(cell.seed)
+    balance = ClassBalance(train.labels, len(dataset.classes), cfg, device)
+    images = train.images.pin_memory() if device.type == "cuda" else train.images
+
+    best_score, best_state, best_epoch, stale = -math.inf, None, 0, 0
+    history: list[dict] = []
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        freeze_norm_statistics(model)
+        order = balance.order(len(train), gen)
+        loss_sum, n_seen = 0.0, 0
+        opt.zero_grad(set_to_none=True)
+        for step in range(steps_per_epoch):
+            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            x = pre(images[idx].to(device, non_blocking=True), train=True, generator=gen)
+            y = train.labels[idx].to(device, non_blocking=True)
+            with autocast():
+                logits = model(x)
+            if train.targets is not None:  # FERPlus probability / multi_target labels
+                loss = soft_target_loss(logits.float(), train.targets[idx].to(device),
+                                        dataset.meta["targets"])
+            else:
+                loss = balance.loss(model.head, logits.float(), y)
+            if not torch.isfinite(loss):
+                raise CellFailure(f"non-finite loss ({loss.item()}) at epoch {epoch}, step "
+                                  f"{step + 1}; stopped this cell (try a lower lr or amp=off)")
+            (loss / cfg.accum_steps).backward()
+            if (step + 1) % cfg.accum_steps == 0 or step + 1 == steps_per_epoch:
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+            loss_sum += loss.item() * len(idx)
+            n_seen += len(idx)
+            if progress:
+                progress({"epoch": epoch, "epochs": cfg.epochs, "step": step + 1,
+                          "steps": steps_per_epoch, "loss": loss_sum / n_seen})
+        if text is not None:
+            model.head.class_text.invalidate()
+        val_logits = forward_all(model, pre, val.images, device, cfg.eval_batch_size, autocast)
+        val_metrics = compute_metrics(val.labels.numpy(), val_logits.argmax(1).numpy(),
+                                      dataset.classes)
+        val_loss = float(model.head.loss(val_logits.to(device), val.labels.to(device)).item())
+        score = score_of(val_metrics, val_loss, cfg.select_metric)
+        history.append({"epoch": epoch, "train_loss": loss_sum / max(1, n_seen),
+                        "val_loss": val_loss, "val_accuracy": val_metrics["accuracy"],
+                        "val_fear_disgust": val_metrics["fear_disgust"],
+                        "lr": opt.param_groups[0]["lr"]})
+        if score > best_score:
+            best_score, best_epoch, stale = score, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if cfg.patience and stale >= cfg.patience:
+                history[-1]["early_stop"] = True
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return best_epoch, history
+
+
+def fit_probe(model: CellModel, pre: Preprocess, dataset: FERDataset, cell: Cell,
+              device: torch.device, autocast) -> list[dict]:
+    """Fit the probe's weights on frozen features; weight decay chosen on validation only."""
+    cfg = cell.train
+
+    def feats(split: Split) -> torch.Tensor:
+        return forward_all(model.backbone, pre, split.images, device, cfg.eval_batch_size,
+                           autocast)
+
+    train, val = dataset.split("train"), dataset.split("val")
+    ftr, fval = feats(train), feats(val)
+    mean, std = ftr.mean(0), ftr.std(0).clamp_min(1e-6)
+    ztr, zval = (ftr - mean) / std, (fval - mean) / std
+    n_classes = len(dataset.classes)
+    balance = ClassBalance(train.labels, n_classes, cfg, torch.device("cpu"))
+    history, best = [], None
+    for wd in cfg.probe_weight_decays:
+        w, b = fit_logistic(ztr, train.labels, n_classes, float(wd),
+                            class_weight=balance.class_weight)
+        pred = (zval @ w.T + b).argmax(1)
+        m = compute_metrics(val.labels.numpy(), pred.numpy(), dataset.classes)
+        score = score_of(m, 0.0, cfg.select_metric if cfg.select_metric != "loss" else
+                         "accuracy")
+        history.append({"weight_decay": wd, "val_accuracy": m["accuracy"],
+                        "val_fear_disgust": m["fear_disgust"]})
+        if best is None or score > best[0]:
+            best = (score, wd, w, b)
+    _, wd, w, b = best
+    with torch.no_grad():  # fold the standardisation into the linear layer
+        model.head.fc.weight.copy_(w / std)
+        model.head.fc.bias.copy_(b - (w / std) @ mean)
+    history.append({"chosen_weight_decay": wd})
+    return history
 
 
 def run_cell(cell: Cell, progress: ProgressFn | None = None) -> CellOutput:
@@ -151,6 +296,10 @@ def run_cell(cell: Cell, progress: ProgressFn | None = None) -> CellOutput:
     device = pick_device(cfg.device)
     t0 = time.perf_counter()
     dataset = load_dataset(cell.dataset)
+    missing = [s for s in ("train", "val", "test") if s not in dataset.splits]
+    if missing:
+        raise DataError(f"dataset {cell.dataset!r} has no {', '.join(missing)} split(s) "
+                        f"(has: {', '.join(dataset.splits)}); a cell needs train, val and test")
     model, text, resolved = build_model(cell, dataset)
     model.to(device)
     pre = Preprocess(model.backbone.config, cfg.image_size or None)
@@ -159,76 +308,33 @@ def run_cell(cell: Cell, progress: ProgressFn | None = None) -> CellOutput:
     resolved["dataset"] = {"classes": list(dataset.classes), **dataset.meta}
     resolved["device"], resolved["amp"] = str(device), str(amp_dtype) if amp_dtype else "off"
 
-    train, val, test = (dataset.split(s) for s in ("train", "val", "test"))
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, cfg)
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    warmup = int(cfg.warmup_epochs * steps_per_epoch)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, total, warmup, cfg.schedule))
-    gen = torch.Generator().manual_seed(cell.seed)
-    train_images, train_labels = train.images, train.labels
-    if device.type == "cuda":
-        train_images = train_images.pin_memory()
-
-    best_score, best_state, best_epoch = -math.inf, None, 0
-    history: list[dict] = []
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        order = torch.randperm(len(train), generator=gen)
-        loss_sum, n_seen = 0.0, 0
-        for step in range(steps_per_epoch):
-            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            x = pre(train_images[idx].to(device, non_blocking=True), train=True, generator=gen)
-            y = train_labels[idx].to(device, non_blocking=True)
-            with autocast():
-                logits = model(x)
-            loss = model.head.loss(logits.float(), y)
-            if not torch.isfinite(loss):
-                raise CellFailure(f"non-finite loss ({loss.item()}) at epoch {epoch}, step "
-                                  f"{step + 1}; stopped this cell (try a lower lr or amp=off)")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            sched.step()
-            loss_sum += loss.item() * len(idx)
-            n_seen += len(idx)
-            if progress:
-                progress({"epoch": epoch, "epochs": cfg.epochs, "step": step + 1,
-                          "steps": steps_per_epoch, "loss": loss_sum / n_seen})
-        if text is not None:
-            model.head.class_text.invalidate()
-        val_logits = predict(model, pre, val.images, device, cfg.eval_batch_size, autocast)
-        val_metrics = compute_metrics(val.labels.numpy(), val_logits.argmax(1).numpy(),
-                                      dataset.classes)
-        val_loss = float(model.head.loss(val_logits, val.labels).item())
-        score = -val_loss if cfg.select_metric == "loss" else (
-            val_metrics[cfg.select_metric] or 0.0)
-        history.append({"epoch": epoch, "train_loss": loss_sum / max(1, n_seen),
-                        "val_loss": val_loss, "val_accuracy": val_metrics["accuracy"],
-                        "val_fear_disgust": val_metrics["fear_disgust"]})
-        if score > best_score:
-            best_score, best_epoch = score, epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if cell.head == "probe":
+        history, best_epoch = fit_probe(model, pre, dataset, cell, device, autocast), 0
+    elif model.head.trains:
+        best_epoch, history = train_sgd(model, text, pre, dataset, cell, device, autocast,
+                                        progress)
+    else:  # zero-shot
+        history, best_epoch = [], 0
     train_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    test = dataset.split("test")
     if text is not None:
         model.head.class_text.invalidate()
-    logits = predict(model, pre, test.images, device, cfg.eval_batch_size, autocast)
+    logits = forward_all(model, pre, test.images, device, cfg.eval_batch_size, autocast, cfg.tta)
     preds = logits.argmax(1)
     metrics = compute_metrics(test.labels.numpy(), preds.numpy(), dataset.classes)
+    # 95% bootstrap intervals over test images (1000 resamples, seed 0: the leaderboard's own)
+    metrics["ci"] = intervals(test.labels.numpy(), preds.numpy(), dataset.classes)
     metrics["checkpoint_epoch"] = best_epoch
     eval_s = time.perf_counter() - t1
+    artifacts = {}
+    if text is not None and model.head.class_text.context is not None:
+        artifacts["learned_context"] = model.head.class_text.context.ctx.detach().cpu()
     return CellOutput(
         metrics=metrics,
         predictions={"labels": test.labels.numpy(), "preds": preds.numpy(),
                      "scores": logits.softmax(1).numpy().astype(np.float32)},
         timing={"train_s": round(train_s, 3), "eval_s": round(eval_s, 3)},
-        resolved=resolved, history=history,
+        resolved=resolved, history=history, artifacts=artifacts,
     )

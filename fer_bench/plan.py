@@ -30,40 +30,63 @@ from .resources import data_files, read_toml
 
 AXES = ("backbones", "prompts", "heads", "text_encoders", "datasets", "seeds")
 TOP_KEYS = {"name", "description", "axes", "train"}
-REGIMES = ("full", "image", "text", "frozen")
+REGIMES = ("full", "image", "text", "frozen")  # and partial:N (last N image-encoder blocks)
+SELECT_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "fear_disgust", "loss")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 5
     batch_size: int = 64
+    accum_steps: int = 1              # gradient accumulation: effective batch = batch x accum
     lr: float = 1e-3
     weight_decay: float = 0.01
     optimizer: str = "adamw"          # adamw | adam | sgd
-    schedule: str = "cosine"          # cosine | constant
+    schedule: str = "cosine"          # cosine | constant (after warmup)
     warmup_epochs: float = 0.0
     grad_clip: float = 1.0            # 0 disables
-    regime: str = "full"              # full | image (text frozen) | text (image frozen) | frozen
-    amp: str = "auto"                 # auto (bf16 on CUDA) | bf16 | fp16 | off
+    regime: str = "full"              # full | image | text | frozen | partial:N (see REGIMES)
+    amp: str = "auto"                 # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | off
     select_metric: str = "accuracy"   # checkpoint selection on the *validation* split
+    patience: int = 0                 # early stopping after N epochs without improvement; 0 off
+    balance: str = "none"             # none | sampler | loss (class-balanced, for disgust)
+    logit_adjust: float = 0.0         # tau of logit-adjusted loss (Menon et al. 2021); 0 off
+    prompt_sampling: bool = False     # one prompt per class per step instead of the ensemble
+    tta: str = "none"                 # test-time augmentation: none | tencrop (FER2013 style)
+    probe_weight_decays: tuple = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
     image_size: int = 0               # 0: the backbone's own input size
     pretrained: bool = True           # False: random init for every backbone (recorded)
     text_encoder: str = "minilm"      # for backbones without a paired text tower
     eval_batch_size: int = 256
     device: str = "auto"              # auto | cpu | cuda | cuda:N
 
+    @property
+    def partial_blocks(self) -> int:
+        """N of `partial:N` (0 for the other regimes)."""
+        return int(self.regime.split(":", 1)[1]) if self.regime.startswith("partial:") else 0
+
     def validate(self, where: str) -> None:
+        partial = self.regime.startswith("partial:")
         checks = [
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.accum_steps >= 1, "accum_steps must be >= 1"),
             (self.lr > 0, "lr must be > 0"),
             (self.optimizer in ("adamw", "adam", "sgd"), "optimizer must be adamw, adam or sgd"),
             (self.schedule in ("cosine", "constant"), "schedule must be cosine or constant"),
-            (self.regime in REGIMES, f"regime must be one of {', '.join(REGIMES)}"),
+            (self.regime in REGIMES or (partial and self.regime[8:].isdigit()
+                                        and int(self.regime[8:]) >= 1),
+             f"regime must be one of {', '.join(REGIMES)} or partial:N (N >= 1)"),
             (self.amp in ("auto", "bf16", "fp16", "off"), "amp must be auto, bf16, fp16 or off"),
-            (self.select_metric in ("accuracy", "balanced_accuracy", "macro_f1",
-                                    "fear_disgust", "loss"),
-             "select_metric must be accuracy, balanced_accuracy, macro_f1, fear_disgust or loss"),
+            (self.select_metric in SELECT_METRICS,
+             f"select_metric must be one of {', '.join(SELECT_METRICS)}"),
+            (self.patience >= 0, "patience must be >= 0"),
+            (self.tta in ("none", "tencrop"), "tta must be none or tencrop"),
+            (self.balance in ("none", "sampler", "loss"), "balance must be none, sampler or loss"),
+            (self.logit_adjust >= 0, "logit_adjust must be >= 0"),
+            (bool(self.probe_weight_decays) and all(
+                isinstance(w, int | float) and w >= 0 for w in self.probe_weight_decays),
+             "probe_weight_decays must be a non-empty list of numbers >= 0"),
             (self.image_size >= 0, "image_size must be >= 0"),
         ]
         for ok, msg in checks:
@@ -86,6 +109,8 @@ def coerce_train(values: dict[str, Any], where: str) -> dict[str, Any]:
         typ = hints[key]
         if typ is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if typ is tuple and isinstance(value, list):
+            value = tuple(value)
         if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
             raise ConfigError(f"{where}: train.{key} must be {typ.__name__}, "
                               f"got {type(value).__name__} {value!r}")

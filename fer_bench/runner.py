@@ -1,10 +1,23 @@
 """Run a plan: validate every cell before any work, skip cells whose result is complete, run the
 rest one after another, write each result atomically, and never let one failed cell stop the
-matrix."""
+matrix.
+
+Guarantees (docs/guarantees.md):
+- A result is visible whole or not at all (`fer_bench.atomic`): a run killed at any moment
+  leaves finished cells byte-for-byte untouched, and the next run redoes only the rest.
+- Each cell holds an OS lock while it runs (`fer_bench.locks`), so two runs on one output
+  directory share the matrix: the second takes the free cells, then waits for the cells that
+  are running elsewhere and adopts their results; it never runs them a second time. A killed
+  process's lock vanishes with it.
+- A cell that raises, diverges or runs out of memory is recorded as failed with the reason; the
+  matrix goes on. A result that cannot be written (disk full) stops the matrix with the path,
+  since every later cell would fail the same way."""
 
 from __future__ import annotations
 
 import contextlib
+import gc
+import math
 import platform
 import time
 import traceback
@@ -16,32 +29,171 @@ import numpy as np
 import torch
 
 from . import __version__
-from .backbones import parse_spec
-from .data import DATASETS
-from .errors import ConfigError, FerBenchError
+from .atomic import (
+    WriteError,
+    atomic_save_npz,
+    file_sha256,
+    remove_stale_temps,
+    write_json_atomic,
+)
+from .backbones import BACKBONES, BackboneSpec, parse_spec
+from .data import DATASETS, load_dataset
+from .errors import ConfigError, DataError, FerBenchError, UnknownNameError
+from .locks import LOCK_DIR, Lock, describe_owner, read_owner, try_lock
 from .plan import Cell, head_uses_text
-from .results.store import RESULT_FILE, SCHEMA_VERSION, cell_dir, read_result, write_json_atomic
+from .results.store import (
+    RESULT_FILE,
+    SCHEMA_VERSION,
+    NewerSchemaError,
+    cell_dir,
+    check_results_dir,
+    read_result,
+)
 from .text import load_prompt_set
+
+PREDICTIONS_FILE = "predictions.npz"
+ARTIFACTS_FILE = "artifacts.npz"
+WAIT_POLL_S = 0.5
+
+
+class ResultNotSaved(FerBenchError):
+    """A finished cell's files could not be written (disk full, ...): the matrix stops."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 @dataclass
 class RunSummary:
     ran: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)      # complete before, or done elsewhere
+    failed: dict[str, str] = field(default_factory=dict)  # cell id -> reason
+    elsewhere: list[str] = field(default_factory=list)    # finished by another process
+    busy: dict[str, str] = field(default_factory=dict)    # left to a live process (wait=False)
 
 
-def validate_cells(cells: list[Cell]) -> None:
-    """Reject unknown names and impossible combinations before anything is loaded or trained."""
+# ---------------------------------------------------------------------------------- validation
+
+def backbone_text_tower(spec: BackboneSpec) -> bool | None:
+    """Whether a backbone comes with a paired (CLIP-aligned) text tower, known without building
+    it; None when only building it would tell."""
+    if spec.family == "open_clip":
+        return True
+    if spec.family == "timm":
+        return False
+    if spec.family == "registered":
+        return BACKBONES.get(spec.model).meta.get("text_tower") is not None
+    return None
+
+
+def check_backbone(name: str) -> None:
+    """The name parses and, for timm / open_clip, names a model the library has (a typo is
+    caught here, with the closest names, not when the cell is built)."""
+    spec = parse_spec(name)
+    if spec.family == "timm":
+        import timm
+
+        if not timm.is_model(spec.model.split(".")[0]):
+            raise UnknownNameError("timm model", spec.model, timm.list_models(),
+                                   hint=f"in backbone {name!r}; any name from "
+                                        "timm.list_models() works")
+    elif spec.family == "open_clip" and not spec.model.startswith(("hf-hub:", "local-dir:")):
+        import open_clip
+
+        if spec.model not in open_clip.list_models():
+            raise UnknownNameError("open_clip model", spec.model, open_clip.list_models(),
+                                   hint=f"in backbone {name!r}")
+
+
+def check_text_encoder(name: str, where: str) -> None:
+    from .text import TEXT_ENCODERS
+
+    prefix, sep, rest = name.partition(":")
+    if name in ("default", "paired") or (sep and prefix in ("open_clip", "hf") and rest):
+        return
+    TEXT_ENCODERS.get(name, extra_known=["default", "paired", "open_clip:MODEL@TAG", "hf:ID"],
+                      hint=f"In {where}")
+
+
+def check_combination(cell: Cell) -> None:
+    """Reject cells whose parts cannot work together, before anything is built or trained."""
+    from .heads import HEADS
+
+    head = HEADS.get(cell.head).meta
+    spec = parse_spec(cell.backbone)
+    tower = backbone_text_tower(spec)
+    te = cell.text_encoder or "default"
+    if not head.get("uses_text"):
+        if cell.train.regime == "text":
+            raise ConfigError(f"cell {cell.label}: regime 'text' trains only the text tower, but "
+                              f"head {cell.head!r} has none")
+        return
+    if te == "paired" and tower is False:
+        raise ConfigError(f"cell {cell.label}: --text-encoder paired, but backbone "
+                          f"{cell.backbone!r} has no paired text tower; name one "
+                          "(minilm, open_clip:MODEL@TAG, hf:ID)")
+    if head.get("needs_aligned_text"):
+        aligned = te in ("default", "paired") and tower is not False or te.startswith(
+            "open_clip:")
+        if not aligned:
+            why = (f"backbone {cell.backbone!r} has no text tower" if tower is False
+                   else f"text encoder {te!r} is not aligned with the image features")
+            raise ConfigError(f"cell {cell.label}: head {cell.head!r} needs the backbone's "
+                              f"paired CLIP text tower, but {why}")
+
+
+def _dataset_classes(spec: str, load: bool) -> tuple[str, ...] | None:
+    """The dataset's classes: from its registry entry when declared, else by loading it (the
+    process keeps loaded datasets, so the cells reuse this load)."""
+    name, _, arg = spec.partition(":")
+    entry = DATASETS.get(name, hint="Datasets: `fer-bench data list`")
+    if entry.meta.get("takes_path"):
+        from .data import sources
+
+        split = getattr(sources, "split_path_arg", None)  # NAME:PATH#options
+        if not arg:
+            raise ConfigError(f"dataset {spec!r}: expected {name}:PATH")
+        path = split(arg, spec)[0] if split else Path(arg).expanduser()
+        if not path.exists():
+            raise DataError(f"dataset {spec!r}: {path} does not exist")
+    declared = entry.meta.get("classes")
+    if declared and not load:
+        return tuple(declared)
+    if not load:
+        return None
+    try:
+        return tuple(load_dataset(spec).classes)
+    except FerBenchError:
+        raise
+    except Exception as e:  # a loader's ValueError on a malformed file is still bad input
+        raise DataError(f"dataset {spec!r}: {type(e).__name__}: {e}") from e
+
+
+def validate_cells(cells: list[Cell], *, load_data: bool = False) -> None:
+    """Reject unknown names, impossible combinations and prompt sets that miss a dataset class,
+    before anything is trained. With `load_data`, each dataset is loaded (once) so that missing
+    paths and malformed files fail here, and prompt sets are checked against its real classes."""
+    for bb in dict.fromkeys(c.backbone for c in cells):
+        check_backbone(bb)
+    classes = {ds: _dataset_classes(ds, load_data) for ds in dict.fromkeys(c.dataset
+                                                                           for c in cells)}
     for c in cells:
-        parse_spec(c.backbone)
-        DATASETS.get(c.dataset.partition(":")[0], hint="Datasets: `fer-bench data list`")
+        check_combination(c)
         if head_uses_text(c.head):
-            load_prompt_set(c.prompts or "")
-        elif c.train.regime == "text":
-            raise ConfigError(f"cell {c.label}: regime 'text' trains only the text tower, but "
-                              f"head {c.head!r} has none")
+            check_text_encoder(c.text_encoder or "default", f"cell {c.label}")
+            if ((c.text_encoder or "default") == "default"
+                    and backbone_text_tower(parse_spec(c.backbone)) is not True):
+                check_text_encoder(c.train.text_encoder, "train.text_encoder")
+            prompt_set = load_prompt_set(c.prompts or "")
+            if classes[c.dataset] is not None:
+                try:
+                    prompt_set.for_classes(classes[c.dataset])
+                except ConfigError as e:
+                    raise ConfigError(f"{e} (needed by dataset {c.dataset!r})") from None
 
+
+# ------------------------------------------------------------------------------------ results
 
 def environment() -> dict:
     env = {"torch": torch.__version__, "fer_bench": __version__,
@@ -55,14 +207,32 @@ def environment() -> dict:
     return env
 
 
+def _result_ok(cdir: Path, data: dict) -> bool:
+    if data.get("status") != "ok":
+        return False
+    digest = data.get("predictions_sha256")
+    if digest is None:
+        return True  # written before predictions were checksummed
+    pred = cdir / PREDICTIONS_FILE
+    try:
+        return pred.is_file() and file_sha256(pred) == digest
+    except OSError:
+        return False
+
+
 def is_complete(out: Path, cell: Cell) -> bool:
-    path = cell_dir(out, cell.cell_id) / RESULT_FILE
+    """A cell is complete when its result says ok and its predictions match the result. A
+    result that cannot be read is redone, not trusted; one from a newer fer-bench is refused."""
+    cdir = cell_dir(out, cell.cell_id)
+    path = cdir / RESULT_FILE
     if not path.is_file():
         return False
     try:
-        return read_result(path).get("status") == "ok"
+        return _result_ok(cdir, read_result(path))
+    except NewerSchemaError:
+        raise
     except FerBenchError:
-        return False  # an unreadable result is redone, not trusted
+        return False
 
 
 def base_result(cell: Cell) -> dict:
@@ -72,31 +242,119 @@ def base_result(cell: Cell) -> dict:
             "config": cell.config(), "metrics": None, "timing": None, "env": environment()}
 
 
-def run_plan(cells: list[Cell], out: Path, *, rerun: bool = False,
+def json_safe(obj):
+    """NaN and infinities (a diverged validation loss) become null: JSON has no such numbers."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def failure_reason(e: BaseException) -> str:
+    if isinstance(e, FerBenchError):
+        return str(e)
+    reason = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+    if any(isinstance(x, torch.OutOfMemoryError | MemoryError) for x in (e, e.__cause__)):
+        reason += " (out of memory: try a smaller batch_size, amp, or a smaller image_size)"
+    return reason
+
+
+def _free_memory() -> None:
+    """After a failed (often out-of-memory) cell, give its memory back before the next one."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _signature(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def lock_path(out: Path, cell: Cell) -> Path:
+    cell_dir(out, cell.cell_id)  # validates the id: never a path outside <out>
+    return out / LOCK_DIR / f"{cell.cell_id}.lock"
+
+
+def _short_metrics(result: dict) -> str:
+    m = result.get("metrics") or {}
+    fd, acc = m.get("fear_disgust"), m.get("accuracy")
+    if acc is None:
+        return f"status {result['status']}"
+    return f"fear/disgust {fd if fd is None else round(100 * fd, 1)}, accuracy " \
+           f"{round(100 * acc, 1)}"
+
+
+def save_cell(out: Path, cell: Cell, result: dict, output=None) -> None:
+    """Write a cell's files: predictions (and artifacts) first, then result.json -- the commit
+    point, carrying the predictions' checksum. A write that fails stops the matrix with a clear
+    error and leaves no partial file."""
+    cdir = cell_dir(out, cell.cell_id)
+    try:
+        if output is not None:
+            pred = cdir / PREDICTIONS_FILE
+            atomic_save_npz(pred, compress=True, checksum=False, **output.predictions)
+            result["predictions_sha256"] = file_sha256(pred)
+            artifacts = getattr(output, "artifacts", None) or {}
+            if artifacts:
+                arrays = {k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor)
+                          else np.asarray(v) for k, v in artifacts.items()}
+                atomic_save_npz(cdir / ARTIFACTS_FILE, **arrays)
+        write_json_atomic(cdir / RESULT_FILE, json_safe(result))
+    except WriteError as e:
+        raise ResultNotSaved(e.path, f"{e}. Cell {cell.label} ({cell.cell_id}) finished "
+                             f"({_short_metrics(result)}) but its result is not saved; the "
+                             "matrix stops here (later cells would fail the same way). Free "
+                             "space and run again: finished cells are kept, this one is redone."
+                             ) from e
+
+
+# ---------------------------------------------------------------------------------------- run
+
+def run_plan(cells: list[Cell], out: Path, *, rerun: bool = False, wait: bool = True,
              on_cell_start: Callable[[Cell, int], None] | None = None,
              on_progress: Callable[[dict], None] | None = None,
-             on_cell_end: Callable[[Cell, dict], None] | None = None) -> RunSummary:
+             on_cell_end: Callable[[Cell, dict], None] | None = None,
+             on_wait: Callable[[Cell, dict], None] | None = None) -> RunSummary:
+    """Run every cell not already complete. Cells another live process is running are done
+    last: with `wait`, this process waits for them and adopts their results (or runs them if
+    that process died); without, they are left to it (listed in `busy` with their owner)."""
     from .engine import run_cell
 
-    validate_cells(cells)
-    out.mkdir(parents=True, exist_ok=True)
+    validate_cells(cells, load_data=True)
+    check_results_dir(out)
     summary = RunSummary()
-    for i, cell in enumerate(cells):
+    # A result that changes after this moment was written by another process: it is adopted,
+    # never redone, which is what makes a cell run once even with --rerun in two processes.
+    start_sig = {c.cell_id: _signature(cell_dir(out, c.cell_id) / RESULT_FILE) for c in cells}
+
+    def run_locked(cell: Cell, i: int) -> None:
+        cdir = cell_dir(out, cell.cell_id)
+        path = cdir / RESULT_FILE
+        if _signature(path) != start_sig[cell.cell_id]:
+            _adopt(cell, path, summary)
+            return
         if not rerun and is_complete(out, cell):
             summary.skipped.append(cell.cell_id)
-            continue
+            return
+        remove_stale_temps(cdir)  # left by a writer that was killed: we hold the cell's lock
         if on_cell_start:
             on_cell_start(cell, i)
         result = base_result(cell)
-        cdir = cell_dir(out, cell.cell_id)
         try:
             output = run_cell(cell, on_progress)
         except KeyboardInterrupt:
             raise
         except Exception as e:  # any failure is recorded; the matrix goes on
+            output = None
             result["status"] = "failed"
-            result["error"] = f"{type(e).__name__}: {e}" if not isinstance(
-                e, FerBenchError) else str(e)
+            result["error"] = failure_reason(e)
             result["traceback"] = traceback.format_exc(limit=8)
             summary.failed[cell.cell_id] = result["error"]
         else:
@@ -106,13 +364,61 @@ def run_plan(cells: list[Cell], out: Path, *, rerun: bool = False,
             result["metrics"] = output.metrics
             result["timing"] = output.timing
             result["history"] = output.history
-            cdir.mkdir(parents=True, exist_ok=True)
-            tmp = cdir / ".predictions.tmp.npz"
-            np.savez_compressed(tmp, **output.predictions)
-            tmp.replace(cdir / "predictions.npz")
-            summary.ran.append(cell.cell_id)
+        if output is None:
+            _free_memory()  # here, not in `except`: the traceback there still holds the tensors
         result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        write_json_atomic(cdir / RESULT_FILE, result)
+        save_cell(out, cell, result, output)
+        if output is not None:
+            summary.ran.append(cell.cell_id)
         if on_cell_end:
             on_cell_end(cell, result)
+
+    deferred: list[tuple[int, Cell]] = []
+    for i, cell in enumerate(cells):
+        if not rerun and is_complete(out, cell):
+            summary.skipped.append(cell.cell_id)
+            continue
+        lock = try_lock(lock_path(out, cell), cell.label)
+        if lock is None:  # running in another live process: come back to it at the end
+            deferred.append((i, cell))
+            continue
+        with lock:
+            run_locked(cell, i)
+    for i, cell in deferred:
+        if not wait:
+            summary.busy[cell.cell_id] = describe_owner(read_owner(lock_path(out, cell)))
+            continue
+        with _wait_for_lock(out, cell, on_wait):
+            run_locked(cell, i)
     return summary
+
+
+def _wait_for_lock(out: Path, cell: Cell, on_wait: Callable[[Cell, dict], None] | None) -> Lock:
+    path = lock_path(out, cell)
+    told = False
+    while (lock := try_lock(path, cell.label)) is None:
+        if not told and on_wait:
+            on_wait(cell, read_owner(path))
+            told = True
+        time.sleep(WAIT_POLL_S)
+    return lock
+
+
+def _adopt(cell: Cell, path: Path, summary: RunSummary) -> None:
+    """Take the outcome another process wrote for this cell while we were busy."""
+    try:
+        data = read_result(path)
+    except NewerSchemaError:
+        raise
+    except FerBenchError:
+        data = {}
+    if _result_ok(path.parent, data):
+        summary.skipped.append(cell.cell_id)
+        summary.elsewhere.append(cell.cell_id)
+    else:
+        summary.failed[cell.cell_id] = (f"{data.get('error') or 'unreadable result'} "
+                                        "(in another process)")
+
+
+__all__ = ["ResultNotSaved", "RunSummary", "backbone_text_tower", "check_combination",
+           "is_complete", "run_plan", "validate_cells"]

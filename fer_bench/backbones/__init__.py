@@ -1,9 +1,10 @@
 """Backbone registry: card names, `family:model@weights` specs and registered factories.
 
-    timm:resnet18            any timm model (`@none` random init, `@TAG`, `@/path/weights.pth`)
+    clip_rn50x64             a card in backbones/*.toml naming one of the below
     open_clip:RN50@openai    a CLIP image tower, with its paired text tower
+    timm:resnet18            any timm model (`@none` random init, `@TAG`, `@/path/weights.pth`)
+    hf:ORG/REPO or hf:/dir   a Hugging Face vision tower (CLIP vision, ViT, DINOv2, ...)
     fer_cnn                  a registered factory (built-in FER nets, plugins, entry points)
-    clip_rn50x64             a card in backbones/*.toml naming one of the above
 """
 
 from __future__ import annotations
@@ -12,23 +13,48 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+import torch
 from torch import nn
 
 from ..errors import ConfigError, FerBenchError, UnknownNameError
 from ..registry import Registry
-from ..resources import data_files, read_toml
+from ..resources import data_files
 from .base import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Backbone,
     BackboneConfig,
     count_params_m,
-    infer_feature_dim,
+    measure,
 )
+from .cards import read_card
+from .weights import is_local_file
 
 BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone", "fer_bench.backbones")
-FAMILIES: dict[str, Callable[..., Backbone]] = {}  # prefix -> builder(model, weights, name)
+
+
+@dataclass(frozen=True)
+class Family:
+    """How one prefix (`timm:`, `open_clip:`, `hf:`) builds backbones.
+
+    build(spec, load_weights=..., device=...) -> Backbone. With load_weights=False it must not
+    download anything; with device="meta" it builds the architecture without memory (for
+    measuring params and GMACs). check(model) raises UnknownNameError for models that cannot
+    exist (so a dry run catches typos without building)."""
+
+    build: Callable[..., Backbone]
+    check: Callable[[str], None] | None = None
+
+
+FAMILIES: dict[str, Family] = {}
+
+# What a factory registered without metadata (a bare entry point) gets.
+DEFAULT_META: dict[str, Any] = dict(
+    input_size=(224, 224), in_chans=3, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+    interpolation="bilinear", feature_dim=None, text_tower=None, family="custom", notes="",
+    default_weights="none", fixed_input_size=False)
 
 
 def register_backbone(name: str, *, input_size: int | tuple[int, int] = 224, in_chans: int = 3,
@@ -36,18 +62,30 @@ def register_backbone(name: str, *, input_size: int | tuple[int, int] = 224, in_
                       std: tuple[float, ...] = IMAGENET_STD, interpolation: str = "bilinear",
                       feature_dim: int | None = None, text_tower: Callable | None = None,
                       family: str = "custom", notes: str = "",
-                      default_weights: str = "none") -> Callable:
+                      default_weights: str = "none",
+                      fixed_input_size: bool = False) -> Callable:
     """Register a factory returning an `nn.Module` that maps B x C x H x W images to B x D.
 
+        @fer_bench.register_backbone("my_net", input_size=112, mean=(0.5,) * 3, std=(0.5,) * 3)
+        def my_net(weights: str = "none") -> nn.Module: ...
+
     The factory may take `weights: str` ("none", or whatever the user put after `@`). D is found
-    by a dry forward unless declared. `text_tower`, if given, is a factory for the paired text
-    encoder (a `fer_bench.text.TextEncoder`)."""
+    by a dry forward unless declared. `in_chans=1` takes grayscale (mean/std one value);
+    `text_tower`, if given, is a factory for the paired text encoder (a
+    `fer_bench.text.TextEncoder`), which the text heads then use by default."""
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
-    if len(mean) != in_chans and in_chans != 1 or len(std) != len(mean):
-        raise FerBenchError(f"register_backbone({name!r}): mean/std need one value per channel")
+    if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+        raise FerBenchError(f"register_backbone({name!r}): input_size must be an int or (H, W)")
+    if len(mean) != in_chans or len(std) != in_chans:
+        raise FerBenchError(f"register_backbone({name!r}): mean/std need one value per channel "
+                            f"(in_chans={in_chans})")
+    if interpolation not in ("bilinear", "bicubic"):
+        raise FerBenchError(f"register_backbone({name!r}): interpolation must be bilinear or "
+                            "bicubic")
     meta = dict(input_size=size, in_chans=in_chans, mean=tuple(mean), std=tuple(std),
                 interpolation=interpolation, feature_dim=feature_dim, text_tower=text_tower,
-                family=family, notes=notes, default_weights=default_weights)
+                family=family, notes=notes, default_weights=default_weights,
+                fixed_input_size=fixed_input_size)
 
     def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         BACKBONES.register(name, factory, overwrite=True, **meta)
@@ -56,9 +94,9 @@ def register_backbone(name: str, *, input_size: int | tuple[int, int] = 224, in_
     return deco
 
 
-def family(prefix: str) -> Callable:
+def family(prefix: str, check: Callable[[str], None] | None = None) -> Callable:
     def deco(builder: Callable[..., Backbone]) -> Callable[..., Backbone]:
-        FAMILIES[prefix] = builder
+        FAMILIES[prefix] = Family(builder, check)
         return builder
 
     return deco
@@ -90,10 +128,12 @@ def split_weights(text: str) -> tuple[str, str]:
 
 
 def cards() -> dict[str, Path]:
+    """Card name -> file, from FER_BENCH_BACKBONES_PATH dirs, then the shipped backbones/."""
     return data_files("backbones")
 
 
 def parse_spec(name: str) -> BackboneSpec:
+    """Resolve a name without building anything (what a dry run checks)."""
     _load_builtin_families()
     name = name.strip()
     if not name:
@@ -103,76 +143,136 @@ def parse_spec(name: str) -> BackboneSpec:
         model, weights = split_weights(rest)
         if not model:
             raise ConfigError(f"backbone {name!r}: no model after '{prefix}:'")
+        if FAMILIES[prefix].check:
+            FAMILIES[prefix].check(model)
         return BackboneSpec(name, prefix, model, weights)
     base, weights = split_weights(name)
     card_files = cards()
     if base in card_files:
-        card = read_toml(card_files[base])
-        fam, model = card.get("family"), card.get("model")
-        if not isinstance(fam, str) or not isinstance(model, str):
-            raise ConfigError(f"{card_files[base]}: a card needs string keys 'family' and 'model'")
-        if fam != "registered" and fam not in FAMILIES:
-            raise ConfigError(f"{card_files[base]}: unknown family {fam!r} "
-                              f"(expected one of: registered, {', '.join(sorted(FAMILIES))})")
+        card = read_card(card_files[base], known_families=["registered", *FAMILIES])
         if weights == "default":
-            weights = str(card.get("weights", "default"))
-        pre = card.get("preprocess", {})
-        return BackboneSpec(name, fam, model, weights, card_files[base],
-                            tuple(sorted(pre.items())))
+            weights = card.weights
+        if card.family == "registered" and card.model not in BACKBONES:
+            raise ConfigError(f"{card.path}: model {card.model!r} is not a registered backbone "
+                              "(load its plugin with --plugin or install its package)")
+        return BackboneSpec(name, card.family, card.model, weights, card.path, card.overrides)
     if base in BACKBONES:
         return BackboneSpec(name, "registered", base, weights)
-    raise UnknownNameError("backbone", name, list(card_files) + BACKBONES.names(),
+    raise UnknownNameError("backbone", name, _known_names(card_files),
                            hint="Use a card name, a registered name, or timm:NAME / "
                                 "open_clip:MODEL@TAG / hf:ID (`fer-bench backbones list`)")
 
 
-def create_backbone(name: str, *, pretrained: bool = True) -> Backbone:
-    """Build a backbone from a card name, spec or registered name. `pretrained=False` forces
-    random init (recorded as weights "none")."""
+def _known_names(card_files: dict[str, Path]) -> list[str]:
+    """Cards, registered names and the open_clip/timm listings (for "closest" suggestions)."""
+    known = list(card_files) + BACKBONES.names()
+    try:
+        import open_clip
+        import timm
+
+        known += [f"timm:{n}" for n in timm.list_models()]
+        known += [f"open_clip:{n}" for n in open_clip.list_models()]
+    except ImportError:  # the listings only improve the suggestions
+        pass
+    return known
+
+
+def create_backbone(name: str, *, pretrained: bool = True, measure_cost: bool = True,
+                    device: str = "cpu", use_cache: bool = True) -> Backbone:
+    """Build a backbone from a card name, spec or registered name.
+
+    `pretrained=False` forces random init (recorded as weights "none"). GMACs come from the
+    card's measured table when it matches, else from a dry forward that computes nothing
+    (`measure_cost=False` skips it). device="meta" builds without memory or weights."""
     spec = parse_spec(name)
-    if not pretrained:
-        spec = replace(spec, weights="none")
-    build = _build_registered if spec.family == "registered" else FAMILIES[spec.family]
-    bb = build(spec)
-    if spec.overrides:
-        over = dict(spec.overrides)
-        if "input_size" in over:
-            s = over["input_size"]
-            over["input_size"] = (s, s) if isinstance(s, int) else tuple(s)
-        for k in ("mean", "std"):
-            if k in over:
-                over[k] = tuple(over[k])
-        bb.config = replace(bb.config, **over)
-    if spec.card is not None:
-        card = read_toml(spec.card)
-        bb.config = replace(bb.config, name=spec.name, notes=card.get("notes", bb.config.notes))
+    load = pretrained and spec.weights != "none" and device != "meta"
+    build = _build_registered if spec.family == "registered" else FAMILIES[spec.family].build
+    bb = build(spec, load_weights=load, device=device)
+    if not load and device != "meta":  # on meta, `weights` names what a real build would load
+        bb.config = replace(bb.config, weights="none")
+    card = read_card(spec.card) if spec.card is not None else None
+    if card is not None:
+        bb.config = replace(bb.config, name=spec.name, notes=card.notes or bb.config.notes)
+        if card.overrides:
+            bb.config = replace(bb.config, **card.preprocess_overrides())
+    if measure_cost and bb.config.gmacs is None:
+        cached = card.measured if card is not None and use_cache else {}
+        if (cached.get("params_m") == bb.config.params_m and cached.get("gmacs") is not None
+                and tuple(cached.get("input_size", ())) == bb.config.input_size):
+            gmacs = float(cached["gmacs"])
+        else:
+            try:
+                dim, gmacs = measure(bb.encoder, bb.config.in_chans, bb.config.input_size)
+            except Exception as e:
+                raise FerBenchError(f"backbone {name!r}: a dry forward at its input size "
+                                    f"{bb.config.input_size} failed: {type(e).__name__}: "
+                                    f"{str(e)[:200]}") from e
+            if dim != bb.config.feature_dim:
+                raise FerBenchError(f"backbone {name!r}: declares feature_dim "
+                                    f"{bb.config.feature_dim} but produces {dim}")
+        bb.config = replace(bb.config, gmacs=gmacs)
     return bb
 
 
-def _build_registered(spec: BackboneSpec) -> Backbone:
+def describe(name: str, *, cached: bool = True) -> BackboneConfig:
+    """The resolved config without weights or memory: from the card's [measured] table if it
+    has one (and `cached`), else by building the architecture on the meta device. `weights`
+    names what a real build would load. Never downloads."""
+    spec = parse_spec(name)
+    card = read_card(spec.card) if spec.card is not None else None
+    if cached and card is not None and card.measured and (
+            spec.weights in (card.weights, "none") or is_local_file(spec.weights)):
+        return replace(card.config(spec.name), weights=spec.weights)  # same architecture
+    return create_backbone(name, device="meta", use_cache=cached).config
+
+
+def _build_registered(spec: BackboneSpec, *, load_weights: bool = True,
+                      device: str = "cpu") -> Backbone:
     entry = BACKBONES.get(spec.model)
-    m = entry.meta
+    m = {**DEFAULT_META, **entry.meta}
     factory = entry.obj
     kwargs = {}
+    weights = m["default_weights"] if spec.weights == "default" else spec.weights
     if "weights" in inspect.signature(factory).parameters:
-        kwargs["weights"] = spec.weights
-    elif spec.weights not in ("default", "none"):
+        kwargs["weights"] = weights if load_weights else "none"
+    elif weights not in ("default", "none"):
         raise ConfigError(f"backbone {spec.name!r}: {spec.model!r} takes no weights argument, "
                           f"so '@{spec.weights}' cannot be applied")
-    encoder = factory(**kwargs)
+    try:
+        with torch.device(device):
+            encoder = factory(**kwargs)
+    except FerBenchError:
+        raise
+    except Exception as e:
+        if device == "meta":  # a factory that cannot build on meta is measured for real
+            return _build_registered(spec, load_weights=False, device="cpu")
+        raise FerBenchError(f"backbone factory {spec.model!r} failed: {type(e).__name__}: "
+                            f"{e}") from e
     if isinstance(encoder, Backbone):
+        encoder.config = replace(encoder.config, name=spec.name)
         return encoder
     if not isinstance(encoder, nn.Module):
         raise FerBenchError(f"backbone factory {spec.model!r} returned {type(encoder).__name__}, "
                             "expected a torch.nn.Module")
-    dim = m["feature_dim"] or infer_feature_dim(encoder, m["in_chans"], m["input_size"])
-    text = m["text_tower"]() if m["text_tower"] else None
-    weights = m["default_weights"] if spec.weights == "default" else spec.weights
+    size = m["input_size"]
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    try:
+        dim, gmacs = measure(encoder, m["in_chans"], size)
+    except Exception as e:
+        raise FerBenchError(f"backbone {spec.model!r}: a dry forward on a 1 x {m['in_chans']} x "
+                            f"{size[0]} x {size[1]} batch failed: {type(e).__name__}: "
+                            f"{str(e)[:200]}") from e
+    if m["feature_dim"] and m["feature_dim"] != dim:
+        raise FerBenchError(f"backbone {spec.model!r}: declares feature_dim {m['feature_dim']} "
+                            f"but its output has {dim}")
+    text = m["text_tower"]() if m["text_tower"] and device != "meta" else None
     cfg = BackboneConfig(
         name=spec.name, family=m["family"], model=spec.model, weights=weights,
-        input_size=m["input_size"], mean=m["mean"], std=m["std"], in_chans=m["in_chans"],
-        interpolation=m["interpolation"], feature_dim=dim, text_tower=text is not None,
-        params_m=count_params_m(encoder), notes=m["notes"] or entry.doc,
+        input_size=size, mean=tuple(m["mean"]), std=tuple(m["std"]), in_chans=m["in_chans"],
+        interpolation=m["interpolation"], fixed_input_size=m["fixed_input_size"],
+        feature_dim=dim, text_tower=m["text_tower"] is not None,
+        params_m=count_params_m(encoder), gmacs=gmacs, text_params_m=count_params_m(text),
+        notes=m["notes"] or entry.doc, extra={"source": entry.source},
     )
     return Backbone(encoder, cfg, text)
 
@@ -185,8 +285,9 @@ def _load_builtin_families() -> None:
     if _loaded:
         return
     _loaded = True
-    from . import fer_nets, open_clip_family, timm_family  # noqa: F401  (register on import)
+    from . import fer_nets, hf_family, open_clip_family, timm_family  # noqa: F401  (register)
 
 
-__all__ = ["BACKBONES", "Backbone", "BackboneConfig", "BackboneSpec", "cards", "create_backbone",
-           "parse_spec", "register_backbone"]
+__all__ = ["BACKBONES", "FAMILIES", "Backbone", "BackboneConfig", "BackboneSpec", "cards",
+           "create_backbone", "describe", "family", "parse_spec", "register_backbone",
+           "split_weights"]

@@ -13,6 +13,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
+# The fields `fer-bench backbones list --format json` prints, in order.
+SUMMARY_FIELDS = ("name", "family", "input_size", "feature_dim", "params_m", "gmacs", "mean",
+                  "std", "interpolation", "text_tower", "weights")
+
 
 @dataclass(frozen=True)
 class BackboneConfig:
@@ -28,8 +32,9 @@ class BackboneConfig:
     fixed_input_size: bool = False
     feature_dim: int = 0
     text_tower: bool = False       # a paired CLIP text tower exists
-    params_m: float = 0.0
-    gmacs: float | None = None
+    params_m: float = 0.0          # image encoder only
+    gmacs: float | None = None     # image encoder, one image at input_size (None: not measured)
+    text_params_m: float = 0.0     # the paired text tower, if any
     notes: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -38,6 +43,10 @@ class BackboneConfig:
         d["input_size"] = list(self.input_size)
         d["mean"], d["std"] = list(self.mean), list(self.std)
         return d
+
+    def summary(self) -> dict:
+        d = self.to_dict()
+        return {k: d[k] for k in SUMMARY_FIELDS}
 
 
 class Backbone(nn.Module):
@@ -52,24 +61,64 @@ class Backbone(nn.Module):
         self.paired_text = text_encoder
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        out = self.encoder(images)
-        if out.ndim != 2:  # encoders returning maps or tokens: global-average to a vector
-            out = out.flatten(2).mean(-1) if out.ndim == 4 else out.mean(1)
+        return pool_features(self.encoder(images))
+
+
+def pool_features(out: torch.Tensor) -> torch.Tensor:
+    """Encoders returning maps (B x D x H x W) or tokens (B x T x D) are averaged to B x D."""
+    if out.ndim == 2:
         return out
+    if out.ndim == 4:
+        return out.flatten(2).mean(-1)
+    if out.ndim == 3:
+        return out.mean(1)
+    raise ValueError(f"encoder output has shape {tuple(out.shape)}; expected B x D "
+                     "(or B x D x H x W / B x T x D, which are pooled)")
 
 
-def count_params_m(module: nn.Module) -> float:
-    return sum(p.numel() for p in module.parameters()) / 1e6
+def count_params_m(module: nn.Module | None) -> float:
+    if module is None:
+        return 0.0
+    return round(sum(p.numel() for p in module.parameters()) / 1e6, 6)
 
 
-@torch.no_grad()
-def infer_feature_dim(encoder: nn.Module, in_chans: int, input_size: tuple[int, int]) -> int:
-    """D by a dry forward on one zero image (for plain user modules that do not declare it)."""
+def measure(encoder: nn.Module, in_chans: int, input_size: tuple[int, int]) -> tuple[int, float]:
+    """(feature dim, GMACs for one image) from a dry forward that computes nothing: on the meta
+    device for a model built there, else with fake tensors standing in for the weights.
+
+    MACs are torch.utils.flop_counter's FLOPs / 2 (convolutions and matmuls, the usual
+    convention). Attention runs on the math path and the grad-enabled slow path of
+    nn.MultiheadAttention so its matmuls are visible to the counter on every device."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    first = next(iter(encoder.parameters()), None)
+    on_meta = first is not None and first.is_meta
     was_training = encoder.training
     encoder.eval()
-    out = encoder(torch.zeros(1, in_chans, *input_size))
-    encoder.train(was_training)
-    if out.ndim not in (2, 3, 4):
-        raise ValueError(f"encoder output has shape {tuple(out.shape)}; expected B x D "
-                         "(or B x D x H x W / B x T x D, which are pooled)")
-    return int(out.shape[1] if out.ndim in (2, 4) else out.shape[-1])
+    try:
+        try:
+            mode = torch.device("meta") if on_meta else FakeTensorMode(allow_non_fake_inputs=True)
+            with sdpa_kernel(SDPBackend.MATH), torch.enable_grad(), mode:
+                x = torch.empty(1, in_chans, *input_size)
+                with FlopCounterMode(display=False) as counter:
+                    out = pool_features(encoder(x))
+        except Exception:
+            if on_meta:
+                raise
+            # Some user modules cannot run on fake tensors (data-dependent Python): run for real.
+            with sdpa_kernel(SDPBackend.MATH), torch.no_grad():
+                x = torch.zeros(1, in_chans, *input_size, dtype=first.dtype if first is not None
+                                else torch.float32, device=first.device if first is not None
+                                else "cpu")
+                with FlopCounterMode(display=False) as counter:
+                    out = pool_features(encoder(x))
+    finally:
+        encoder.train(was_training)
+    return int(out.shape[1]), round(counter.get_total_flops() / 2e9, 6)
+
+
+def infer_feature_dim(encoder: nn.Module, in_chans: int, input_size: tuple[int, int]) -> int:
+    """D by a dry forward (for plain user modules that do not declare it)."""
+    return measure(encoder, in_chans, input_size)[0]

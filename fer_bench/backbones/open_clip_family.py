@@ -1,61 +1,130 @@
 """`open_clip:MODEL[@WEIGHTS]`: a CLIP image tower with its paired text tower.
 
 WEIGHTS is a pretrained tag (`openai`, `laion2b_s34b_b88k`), a local file, or `none`; MODEL may
-also be `hf-hub:org/repo` or `local-dir:/path` as open_clip itself accepts."""
+also be `hf-hub:org/repo` or `local-dir:/path` as open_clip itself accepts. OpenAI's weights were
+trained with QuickGELU: a tag that says so switches the architecture to QuickGELU (the cards use
+the `-quickgelu` configs directly), so `open_clip:ViT-B-16@openai` is built right too."""
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
+from dataclasses import fields
+
+from ..errors import ConfigError, UnknownNameError
 from . import BackboneSpec, family
 from .base import Backbone, BackboneConfig, count_params_m
-from .weights import is_local_file, local_file, missing_weights_error
+from .weights import hub_access, is_local_file, local_file, missing_weights_error
+
+SCHEMAS = ("hf-hub:", "local-dir:")
 
 
-def build_clip(model_name: str, weights: str, who: str):
-    """(clip_model, preprocess_cfg, resolved weights) — shared with the open_clip text encoder."""
+def _preprocess_keys() -> set[str]:
+    from open_clip.transform import PreprocessCfg
+
+    return {f.name for f in fields(PreprocessCfg)} - {"size"}  # size: the model's own
+
+
+def check_open_clip(model: str) -> None:
     import open_clip
 
-    hub = model_name.startswith(("hf-hub:", "local-dir:"))
-    if hub or weights == "none":
-        pretrained = None
-    elif weights == "default":
-        tags = open_clip.list_pretrained_tags_by_model(model_name)
-        if not tags:
-            raise missing_weights_error(who, f"(open_clip lists no pretrained tag for "
-                                             f"{model_name!r})", LookupError(model_name))
-        pretrained = weights = tags[0]
-    elif is_local_file(weights):
-        pretrained = str(local_file(weights, who))
-    else:
-        pretrained = weights
-    if not hub and model_name not in open_clip.list_models():
-        from ..errors import UnknownNameError
+    if not model.startswith(SCHEMAS) and model not in open_clip.list_models():
+        raise UnknownNameError("open_clip model", model, open_clip.list_models(),
+                               hint="Any name from open_clip.list_models() works, or "
+                                    "hf-hub:org/repo / local-dir:/path")
 
-        raise UnknownNameError("open_clip model", model_name, open_clip.list_models(),
-                               hint="Any name from open_clip.list_models() works")
+
+@contextmanager
+def _quiet_open_clip():
+    """open_clip logs a warning for every random init; here random init is always asked for."""
+    log = logging.getLogger()
+    level = log.level
+    log.setLevel(logging.CRITICAL)  # failures are reported by us, once
     try:
-        model = open_clip.create_model(model_name, pretrained=pretrained)
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def build_clip(model_name: str, weights: str, who: str, *, load: bool = True,
+               device: str = "cpu"):
+    """(clip_model, preprocess_cfg, resolved weights) — shared with the open_clip text encoder.
+
+    load=False builds the architecture only (nothing downloaded) but keeps the preprocessing the
+    named weights were trained with."""
+    import open_clip
+
+    check_open_clip(model_name)
+    schema = model_name.startswith(SCHEMAS)
+    kwargs: dict = {"device": device}
+    tag_cfg: dict = {}
+    if schema:
+        if weights not in ("default", "none"):
+            raise ConfigError(f"backbone {who!r}: {model_name} brings its own weights; "
+                              f"'@{weights}' cannot be applied (use @none for random init)")
+        kwargs["load_weights"] = load and weights != "none"
+        resolved = model_name if kwargs["load_weights"] else "none"
+    else:
+        if weights == "default":
+            tags = open_clip.list_pretrained_tags_by_model(model_name)
+            if not tags and load:
+                raise missing_weights_error(who, f"(open_clip lists no pretrained tag for "
+                                                 f"{model_name!r})", LookupError(model_name))
+            weights = tags[0] if tags else "none"
+        resolved = weights
+        if is_local_file(weights):
+            if load:
+                kwargs["pretrained"] = str(local_file(weights, who))
+        elif weights != "none":
+            tag_cfg = open_clip.get_pretrained_cfg(model_name, weights)
+            if not tag_cfg:
+                raise UnknownNameError(f"open_clip pretrained tag for {model_name}", weights,
+                                       open_clip.list_pretrained_tags_by_model(model_name))
+            if load:
+                kwargs["pretrained"] = weights
+            else:  # the preprocessing the tag was trained with, without its download
+                kwargs["force_preprocess_cfg"] = {
+                    k: v for k, v in tag_cfg.items() if k in _preprocess_keys()}
+        model_cfg = open_clip.get_model_config(model_name) or {}
+        if tag_cfg.get("quick_gelu") and not model_cfg.get("quick_gelu"):
+            kwargs["force_quick_gelu"] = True
+    try:
+        with hub_access(), _quiet_open_clip():
+            model = open_clip.create_model(model_name, **kwargs)
     except (OSError, RuntimeError, ValueError) as e:
-        if pretrained is None and not hub:
+        if not (schema or kwargs.get("pretrained")):
             raise
-        raise missing_weights_error(who, f"open_clip {model_name}@{weights}", e) from e
+        src = tag_cfg.get("hf_hub") or tag_cfg.get("url") if not schema else model_name
+        where = f" from {src.rstrip('/')}" if src else ""
+        raise missing_weights_error(who, f"open_clip {model_name}@{resolved}{where}", e) from e
     pre = open_clip.get_model_preprocess_cfg(model)
-    return model, pre, ("hub" if hub else weights)
+    return model, pre, resolved
 
 
-@family("open_clip")
-def build_open_clip(spec: BackboneSpec) -> Backbone:
+@family("open_clip", check=check_open_clip)
+def build_open_clip(spec: BackboneSpec, *, load_weights: bool = True,
+                    device: str = "cpu") -> Backbone:
     from ..text.encoders import OpenClipTextEncoder
 
-    clip, pre, weights = build_clip(spec.model, spec.weights, spec.name)
+    clip, pre, weights = build_clip(spec.model, spec.weights, spec.name, load=load_weights,
+                                    device=device)
     visual = clip.visual
     clip.visual = None  # the text encoder keeps the rest; parameters are owned exactly once
     size = pre.get("size", 224)
     size = (size, size) if isinstance(size, int) else tuple(size)
-    text = OpenClipTextEncoder(clip, spec.model, weights)
+    text = OpenClipTextEncoder(clip, spec.model, weights) if device != "meta" else None
     cfg = BackboneConfig(
         name=spec.name, family="open_clip", model=spec.model, weights=weights,
         input_size=size, mean=tuple(pre.get("mean")), std=tuple(pre.get("std")), in_chans=3,
         interpolation=pre.get("interpolation", "bicubic"), fixed_input_size=True,
         feature_dim=int(visual.output_dim), text_tower=True, params_m=count_params_m(visual),
+        text_params_m=count_params_m(clip),
+        extra={"quick_gelu": _uses_quick_gelu(clip)},  # the text tower's activation
     )
     return Backbone(visual, cfg, text)
+
+
+def _uses_quick_gelu(clip) -> bool:
+    from open_clip.transformer import QuickGELU
+
+    return any(isinstance(m, QuickGELU) for m in clip.modules())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import FerBenchError
-from . import backbones, data, leaderboard, prompts, run  # noqa: F401  (register commands)
+from . import backbones, data, leaderboard, prompts, report, run  # noqa: F401  (register commands)
 from .common import app, err_console
 
 

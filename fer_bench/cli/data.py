@@ -9,27 +9,63 @@ from typing import Annotated
 import typer
 
 from ..errors import FerBenchError
-from .common import Fmt, console, data_app
+from .common import Fmt, console, data_app, err_console
+
+SkipBad = Annotated[int | None, typer.Option(
+    "--skip-bad", help="Skip (and report) at most N malformed rows/images instead of stopping.")]
+
+
+def _spec_with(spec: str, **opts: object) -> str:
+    """Add options (only datasets read from disk take skip_bad/cache)."""
+    from ..data import DATASETS
+    from ..data.sources import with_options
+
+    name = spec.partition(":")[0].partition("#")[0]
+    if not DATASETS.get(name, hint="Datasets: `fer-bench data list`").meta.get("takes_path"):
+        return spec
+    return with_options(spec, **{k: v for k, v in opts.items() if v is not None})
+
+
+def _notes(ds) -> list[str]:
+    notes = [f"{k}: {ds.meta[k]}" for k in ("format", "source", "pixels", "label_mode",
+                                             "eval_label_mode", "test_split", "val_split",
+                                             "dropped", "cache") if ds.meta.get(k)]
+    return notes
+
+
+def _warn_skipped(ds) -> None:
+    skipped = ds.meta.get("skipped") or []
+    if skipped:
+        err_console.print(f"[yellow]warning:[/yellow] skipped {len(skipped)} bad row(s):",
+                          highlight=False)
+        for s in skipped:
+            err_console.print(f"  {s}", highlight=False, markup=False)
 
 
 @data_app.command("list")
 def data_list() -> None:
-    """Registered datasets."""
+    """Registered datasets (spec: NAME:PATH#key=value,...; see docs/datasets.md)."""
     from ..data import DATASETS
 
     for e in DATASETS:
-        console.print(f"[bold]{e.name}[/bold]  {e.doc}")
+        path = ":PATH" if e.meta.get("takes_path") else ""
+        console.print(f"[bold]{e.name}[/bold]{path}  {e.doc}", highlight=False)
 
 
 @data_app.command("stats")
-def data_stats(spec: Annotated[str, typer.Argument(help="Dataset spec, e.g. synfer:n=8000")],
-               fmt: Fmt = "table") -> None:
-    """Per split, per canonical class image counts."""
+def data_stats(spec: Annotated[str, typer.Argument(help="Dataset spec, e.g. synfer:n=8000 or "
+                                                   "fer2013:/data/fer2013.csv")],
+               fmt: Fmt = "table", skip_bad: SkipBad = None) -> None:
+    """Per split, per canonical class image counts (JSON: {dataset, classes, splits})."""
     from rich.table import Table
 
     from ..data import load_dataset
 
-    stats = load_dataset(spec).stats()
+    if fmt not in ("table", "json"):
+        raise FerBenchError(f"--format {fmt!r}: expected table or json")
+    ds = load_dataset(_spec_with(spec, skip_bad=skip_bad))
+    _warn_skipped(ds)
+    stats = {**ds.stats(), "dataset": spec}
     if fmt == "json":
         typer.echo(json.dumps(stats, indent=2))
         return
@@ -42,6 +78,48 @@ def data_stats(spec: Annotated[str, typer.Argument(help="Dataset spec, e.g. synf
     table.add_row("total", *(str(sum(v.values())) for v in stats["splits"].values()),
                   style="bold")
     console.print(table)
+    for note in _notes(ds):
+        console.print(f"  {note}", highlight=False, markup=False)
+
+
+@data_app.command("verify")
+def data_verify(spec: Annotated[str, typer.Argument(help="Dataset spec, e.g. "
+                                                    "rafdb:/data/RAF-DB")]) -> None:
+    """Check a dataset completely (every row, every image; no cache) and print what was found.
+    Exit 1 when any row or image is malformed."""
+    from ..data import load_dataset
+    from ..data.synfer import FER2013_COUNTS
+
+    full = _spec_with(spec, skip_bad=10**9, cache=False)
+    ds = load_dataset(full, reuse=False)
+    console.print(f"[bold]{spec}[/bold]: {len(ds.classes)} classes ({', '.join(ds.classes)})",
+                  highlight=False)
+    for note in _notes(ds):
+        if not note.startswith("cache"):
+            console.print(f"  {note}", highlight=False, markup=False)
+    stats = ds.stats()
+    empty = []
+    for s, counts in stats["splits"].items():
+        sp = ds.splits[s]
+        shape = "x".join(map(str, sp.images.shape[1:]))
+        soft = " + soft targets" if sp.targets is not None else ""
+        console.print(f"  {s}: {len(sp)} images ({shape} uint8{soft}): "
+                      + ", ".join(f"{c} {n}" for c, n in counts.items()), highlight=False)
+        empty += [f"{s}/{c}" for c, n in counts.items() if n == 0]
+    if empty:
+        console.print(f"  [yellow]no images for[/yellow] {', '.join(empty)}", highlight=False)
+    if ds.name == "fer2013":
+        official = {s: dict(zip(ds.classes, v, strict=True)) for s, v in FER2013_COUNTS.items()}
+        same = all(stats["splits"].get(s) == official[s] for s in official)
+        console.print("  counts " + ("match the official FER2013 release" if same else
+                                     "differ from the official FER2013 release (35,887 images)"))
+    problems = ds.meta.get("skipped") or []
+    if problems:
+        console.print(f"[red]{len(problems)} problem(s):[/red]")
+        for p in problems:
+            console.print(f"  {p}", highlight=False, markup=False)
+        raise typer.Exit(1)
+    console.print("[green]ok[/green]: every row and image is well-formed")
 
 
 @data_app.command("synth")
@@ -65,5 +143,3 @@ def data_synth(
     else:
         raise FerBenchError(f"--format {fmt!r}: expected fer2013-csv or folder")
     console.print(f"wrote {n} SynFER images (seed {seed}) to {path}")
-
-

@@ -1,35 +1,139 @@
-"""`fer-bench leaderboard`: rank a run's cells."""
+"""`fer-bench leaderboard`: rank the cells of one or more runs, with intervals and paired tests."""
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
-from .common import Fmt, app, console, err_console
+from ..errors import ConfigError
+from .common import app, console, err_console
+
+CI_MODES = ("sort", "all", "none")
+
+
+def _stats_options(resamples: int, seed: int, level: float):
+    from ..results.leaderboard import StatsOptions
+
+    if resamples < 0:
+        raise ConfigError(f"--resamples {resamples}: expected 0 (no statistics) or more")
+    if not 0 < level < 1:
+        raise ConfigError(f"--level {level}: expected a confidence level in (0, 1), e.g. 0.95")
+    return StatsOptions(n_resamples=resamples, seed=seed, level=level)
+
+
+def _views(results: list[dict], dataset: str | None) -> list[str | None]:
+    """Which dataset views to show: None = each cell's own test split; `all` = one per dataset."""
+    from ..results.leaderboard import eval_datasets
+
+    known = eval_datasets(results)
+    if dataset is None:
+        return [None]
+    if dataset == "all":
+        return list(known) or [None]
+    if dataset not in known:
+        raise ConfigError(f"--dataset {dataset!r}: no result was evaluated on it; evaluated on: "
+                          + (", ".join(known) or "nothing") + " (or `all`)")
+    return [dataset]
 
 
 @app.command()
 def leaderboard(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory (holding cells/).")],
-    fmt: Fmt = "table",
+    run_dirs: Annotated[list[Path], typer.Argument(
+        help="Run directories (holding cells/); several are merged into one leaderboard.")],
+    fmt: Annotated[str, typer.Option("--format", "-f",
+                                     help="table | md | csv | json | html")] = "table",
     sort: Annotated[str, typer.Option(help="fear_disgust | accuracy | balanced_accuracy | "
-                                      "macro_f1 | a class | recall:CLASS")] = "fear_disgust",
+                                      "macro_f1 | recall:CLASS (or a class) | params_m | gmacs "
+                                      "| train_s | images_per_s")] = "fear_disgust",
+    columns: Annotated[str | None, typer.Option(
+        help="Comma-separated column keys (e.g. rank,label,fear_disgust,recall:fear,params_m); "
+             "`+key,...` adds to the defaults.")] = None,
+    baseline: Annotated[str | None, typer.Option(
+        help="Also test every row against this one: a cell id (or prefix) or names such as "
+             "fer_cnn/linear.")] = None,
+    dataset: Annotated[str | None, typer.Option(
+        help="Evaluation dataset view: a training or cross-evaluation dataset spec, or `all` "
+             "for one leaderboard per dataset. Default: each cell's own test split.")] = None,
+    ci: Annotated[str, typer.Option(help="Show intervals for: sort (the sort metric) | all | "
+                                    "none")] = "sort",
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples (0: no statistics).")]
+    = 1000,
+    stats_seed: Annotated[int, typer.Option("--stats-seed", help="Bootstrap random seed.")] = 0,
+    level: Annotated[float, typer.Option(help="Interval confidence level.")] = 0.95,
+    output: Annotated[Path | None, typer.Option("--output", "-o",
+                                                help="Write to this file instead of stdout.")]
+    = None,
 ) -> None:
-    """Rank a run's cells (default: fear/disgust recall, ties by accuracy)."""
-    from ..results import read_results
-    from ..results.leaderboard import build_rows, render, rich_table
+    """Rank cells (default: fear/disgust recall, ties by accuracy) with bootstrap intervals and
+    paired tests against the top row; † marks rows not significantly different from it."""
+    from ..results.leaderboard import (
+        build_rows,
+        html_page,
+        html_table,
+        load_results,
+        parse_columns,
+        render,
+        rich_table,
+    )
 
-    results = read_results(run_dir)
-    rows = build_rows(results, sort)
+    if ci not in CI_MODES:
+        raise ConfigError(f"--ci {ci!r}: expected one of {', '.join(CI_MODES)}")
+    if fmt not in ("table", "md", "csv", "json", "html"):
+        raise ConfigError(f"--format {fmt!r}: expected table, md, csv, json or html")
+    options = _stats_options(resamples, stats_seed, level)
+    results, dups = load_results(run_dirs)
+    if dups:
+        err_console.print(f"{len(dups)} cell(s) found in more than one directory; the first "
+                          f"copy is used: {', '.join(sorted(set(dups))[:5])}")
+    views = _views(results, dataset)
+    boards = []
+    for view in views:
+        rows = build_rows(results, sort, dataset=view, options=options, baseline=baseline)
+        cols = parse_columns(columns, rows, compact=fmt == "table")
+        if view is not None and "eval_dataset" not in cols and len(views) > 1:
+            cols = [c for c in cols if c != "dataset"]
+        boards.append((view, rows, cols))
+    sort_key = next((rows[0]["sort_key"] for _, rows, _ in boards if rows), sort)
+    name = ", ".join(str(d) for d in run_dirs)
     failed = [r for r in results if r.get("status") != "ok"]
+
+    def heading(view: str | None) -> str:
+        return f"{name}" + (f" — evaluated on {view}" if view else "")
+
     if fmt == "table":
-        console.print(rich_table(rows, f"{run_dir}: ranked by {sort} (test, %)"))
+        out = console if output is None else Console(file=io.StringIO(), width=200)
+        for view, rows, cols in boards:
+            out.print(rich_table(rows, f"{heading(view)}: ranked by {sort}", cols, ci, sort_key))
         if failed:
             err_console.print(f"{len(failed)} failed cell(s) not ranked: "
                               + ", ".join(r["cell_id"] for r in failed))
+        cross = sorted({d for r in results for d in (r.get("cross") or {})})
+        if cross and dataset is None:
+            err_console.print("also evaluated on: " + ", ".join(cross)
+                              + " (see --dataset SPEC or --dataset all)")
+        if output is None:
+            return
+        text = out.file.getvalue()
+    elif fmt == "json":
+        from ..results.leaderboard import public
+
+        text = (json.dumps([public(r) for r in boards[0][1]], indent=2) if dataset != "all"
+                else json.dumps({str(v): [public(r) for r in rows] for v, rows, _ in boards},
+                                indent=2))
+    elif fmt == "html":
+        text = html_page([(heading(v) if len(boards) > 1 else "",
+                           html_table(rows, cols, ci, sort_key)) for v, rows, cols in boards],
+                         f"fer-bench leaderboard: {name}")
     else:
-        typer.echo(render(rows, fmt, str(run_dir)))
-
-
+        text = "\n\n".join(render(rows, fmt, heading(v), cols if (columns or fmt != "csv")
+                                  else None, ci, sort_key) for v, rows, cols in boards)
+    if output is not None:
+        output.write_text(text if text.endswith("\n") else text + "\n")
+        err_console.print(f"wrote {output}")
+    else:
+        typer.echo(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -41,11 +42,36 @@ def run(
     out: Annotated[Path | None, typer.Option(help="Output directory (default runs/<name>).")
                    ] = None,
     rerun: Annotated[bool, typer.Option(help="Re-run cells that already have a result.")] = False,
-    dry_run: Annotated[bool, typer.Option(help="List the cells; load and train nothing.")
-                       ] = False,
+    dry_run: Annotated[bool, typer.Option(
+        help="Print the plan (cells, configs, cost estimates); load and train nothing.")
+    ] = False,
+    fmt: Annotated[str, typer.Option("--format", help="Dry-run output: table | json")
+                   ] = "table",
     plugin: Annotated[list[Path] | None, typer.Option(
         help="Python file registering backbones/heads/datasets (repeatable).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    # -- where the cells run (fer_bench/executors, docs/clusters.md) --
+    executor: Annotated[str, typer.Option(help="local | ray | slurm")] = "local",
+    isolate: Annotated[bool, typer.Option(
+        "--isolate", help="local: each cell in its own subprocess.")] = False,
+    gpus_per_cell: Annotated[float, typer.Option(help="ray: GPUs per cell (0.5 packs two).")
+                             ] = 0.0,
+    cpus_per_cell: Annotated[float, typer.Option(help="ray/slurm: CPUs per cell.")] = 1.0,
+    ray_address: Annotated[str | None, typer.Option(
+        help="ray: cluster address (default: start a local instance).")] = None,
+    max_retries: Annotated[int, typer.Option(help="ray: retries of a failed cell.")] = 2,
+    slurm_partition: Annotated[str | None, typer.Option(help="slurm: partition.")] = None,
+    slurm_time: Annotated[str, typer.Option(help="slurm: time limit per cell (HH:MM:SS).")
+                          ] = "24:00:00",
+    slurm_mem: Annotated[str | None, typer.Option(help="slurm: memory per cell (64G).")] = None,
+    slurm_gpus: Annotated[int, typer.Option(help="slurm: GPUs per cell.")] = 1,
+    slurm_array_parallelism: Annotated[int, typer.Option(
+        help="slurm: cells running at once.")] = 64,
+    shard: Annotated[str | None, typer.Option(
+        help="Run only shard I of N (I/N, I from 0): deterministic, disjoint, complete.")
+    ] = None,
+    nproc: Annotated[int, typer.Option(
+        help="Run each cell on N processes/GPUs (relaunches under torchrun, DDP).")] = 1,
 ) -> None:
     """Run a backbone x prompt x head x seed matrix and print its leaderboard."""
     from ..plan import Benchmark as Bench
@@ -80,29 +106,65 @@ def run(
     cells = expand(bench)
     out = out or Path("runs") / bench.name
 
+    # Executors (docs/clusters.md): the shard, torchrun, and cells run in other processes.
+    from ..executors import ExecOptions, all_plugins
+    from ..executors import cli as ex
+
+    cells = ex.select_shard(cells, shard)
+    opts = ExecOptions(executor, isolate, cpus_per_cell, gpus_per_cell, ray_address, max_retries,
+                       slurm_partition, slurm_time, slurm_mem, slurm_gpus,
+                       slurm_array_parallelism, all_plugins(plugin))
+    opts.validate()
+    if not dry_run:
+        ex.relaunch(nproc, opts)
+
     from ..runner import validate_cells
 
     if dry_run:
         validate_cells(cells)
-        _print_plan(cells, out)
+        _print_plan(cells, out, fmt)
+        ex.print_dry_run(cells, out, opts, bench.name, fmt)
+        return
+    if ex.under_torchrun():  # one cell across ranks: rank 0 runs the matrix, the rest follow
+        ex.on_ranks(lambda: _run_with_progress(cells, out, rerun, quiet, bench.name),
+                    bench.train.device)
+        return
+    if executor != "local" or isolate:
+        ex.run_and_report(cells, out, opts, rerun, quiet, bench.name)
         return
     _run_with_progress(cells, out, rerun, quiet, bench.name)
 
 
-def _print_plan(cells, out: Path) -> None:
+def _print_plan(cells, out: Path, fmt: str) -> None:
+    """The plan without loading weights or data: cells, resolved configs, cost estimates."""
+    from dataclasses import asdict
+
     from rich.table import Table
 
+    from ..estimate import estimate
     from ..runner import is_complete
 
+    rows = []
+    for c in cells:
+        est = estimate(c)
+        rows.append({"cell_id": c.cell_id, "status": "done" if is_complete(out, c) else "to run",
+                     "config": c.config(), "estimate": asdict(est)})
+    if fmt == "json":
+        typer.echo(json.dumps(rows, indent=2))
+        return
     table = Table(title=f"{len(cells)} cells -> {out}", title_justify="left")
     for col in ("cell id", "backbone", "head", "prompts", "text encoder", "dataset", "seed",
-                "status"):
-        table.add_column(col)
-    for c in cells:
-        done = "done (skip)" if is_complete(out, c) else "to run"
+                "params M", "train M", "GMACs/img", "state GB", "status"):
+        table.add_column(col, justify="right" if col in (
+            "params M", "train M", "GMACs/img", "state GB", "seed") else "left")
+    for c, r in zip(cells, rows, strict=True):
         table.add_row(c.cell_id, c.backbone, c.head, c.prompts or "-", c.text_encoder or "-",
-                      c.dataset, str(c.seed), done)
+                      c.dataset, str(c.seed), *estimate(c).row(),
+                      "done (skip)" if r["status"] == "done" else "to run")
     console.print(table)
+    console.print("state GB = fp32 weights + gradients + Adam moments (activations excluded); "
+                  "GMACs = image encoder forward per image at its input size.")
+    console.print("shared training config: " + json.dumps(asdict(cells[0].train)))
 
 
 def _run_with_progress(cells, out: Path, rerun: bool, quiet: bool, name: str) -> None:
@@ -115,8 +177,7 @@ def _run_with_progress(cells, out: Path, rerun: bool, quiet: bool, name: str) ->
         TimeRemainingColumn,
     )
 
-    from ..results import read_results
-    from ..results.leaderboard import build_rows, rich_table
+    from ..results.leaderboard import build_rows, load_results, rich_table
     from ..runner import run_plan
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -150,7 +211,8 @@ def _run_with_progress(cells, out: Path, rerun: bool, quiet: bool, name: str) ->
                            on_cell_end=lambda c, r: end(c, r))
         progress.update(matrix, completed=len(cells))
         progress.update(current, visible=False)
-    results = [r for r in read_results(out) if r["cell_id"] in {c.cell_id for c in cells}]
+    loaded, _ = load_results([out])  # with predictions, so rows carry p-values vs the top
+    results = [r for r in loaded if r["cell_id"] in {c.cell_id for c in cells}]
     console.print(rich_table(build_rows(results), f"{name}: ranked by fear/disgust (test, %)"))
     console.print(f"{len(summary.ran)} ran, {len(summary.skipped)} skipped (already complete), "
                   f"{len(summary.failed)} failed; results in {out}/cells/")

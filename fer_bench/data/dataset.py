@@ -12,10 +12,14 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 @dataclass
 class Split:
     """One split. `images` is uint8 N x C x H x W (C = 1 for grayscale faces, 3 for colour);
-    `labels` is int64 N, indices into the owning dataset's `classes`."""
+    `labels` is int64 N, indices into the owning dataset's `classes` (the hard label that
+    evaluation uses). `targets`, when set, is float32 N x len(classes): soft training targets
+    (FERPlus `probability`: rows sum to 1; `multi_target`: multi-hot rows); the dataset's
+    `meta["targets"]` names which kind."""
 
     images: torch.Tensor
     labels: torch.Tensor
+    targets: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -24,6 +28,12 @@ class Split:
         if self.labels.shape != (self.images.shape[0],):
             raise ValueError(f"labels must have shape ({self.images.shape[0]},), "
                              f"got {tuple(self.labels.shape)}")
+        if self.targets is not None and (self.targets.ndim != 2 or self.targets.shape[0]
+                                         != self.images.shape[0]
+                                         or not self.targets.is_floating_point()):
+            raise ValueError(f"targets must be float N x classes with N = "
+                             f"{self.images.shape[0]}, got {self.targets.dtype} "
+                             f"{tuple(self.targets.shape)}")
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])

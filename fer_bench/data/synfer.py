@@ -25,24 +25,28 @@ disgust       9 nose wrinkle + 10 upper lip up + 15, on top    *only* the weak A
 neutral       none                                             absence of action
 ============  ==============================================  =================================
 
-Fear shares AU1+2+5+26 with surprise (and AU1+4 with sad) but at lower intensity and with heavy
-per-sample jitter, so its only distinguishing cues (inner brows drawn down, AU4; lips stretched
-sideways, AU20) are small relative to the variation: many fear faces look like a mild surprise or
-a sad face. Disgust carries angry's lowered brows and tension and differs only by a weak nose
-wrinkle and upper-lip raise; being rare (~1.5%) it is also under-represented in training. That is
-why a plain CNN recognises fear and disgust clearly worse than the other five classes, as on
-FER2013 (where they have the lowest recall).
+Fear shares AU1+2+5+26 with surprise (and AU1+4 with sad) but at lower intensity, with heavy
+per-sample jitter, and each fear face is blended part of the way (up to 70%) towards the surprise
+or the sad prototype; its own cues (inner brows drawn down, AU4; lips stretched sideways, AU20)
+are small relative to that variation, so many fear faces look like a mild surprise or a sad face.
+Disgust carries angry's lowered brows and tension, is blended up to 40% towards angry, and differs
+only by the nose wrinkle and upper-lip raise; being rare (~1.5%) it is also under-represented in
+training. That is why a plain CNN recognises fear and disgust clearly worse than the other five
+classes, as on FER2013 (where they have the lowest recall).
 
-Rendering is vectorised over a chunk of images (torch, CPU): every pixel gets face coordinates
-through an inverse similarity transform (rotation, scale, shift), and each facial part is a soft
-signed-distance shape (ellipses, capsules, curves) composited over the face: face/hair/neck with
-identity variation (face size, skin tone, eye spacing, feature placement), eyes whose opening
-follows AU5/AU6/AU7, two-segment brows moved by AU1/2/4 with glabella furrows (AU4) and forehead
-lines (AU1/2), nose with nostrils and wrinkle lines (AU9/10), nasolabial folds and cheek
-highlights (AU6/12), and a mouth curve whose corners follow AU12/AU15, width AU20/AU23, opening
-AU26 (dark interior, teeth) and upper-lip raise AU10. Nuisances: background and clothing,
-occluders (rectangles or hand-like blobs on ~10%), illumination gradient, contrast, blur and
-Gaussian noise. Only element-wise tensor ops are used, so output is bit-identical for a seed.
+Rendering (torch, CPU, vectorised over chunks of 256 images, no per-image Python loop): each face
+is drawn upright on a canonical canvas, every part a soft signed-distance shape (ellipses,
+capsules, curves) computed only inside a fixed window that bounds it, with separable 1-D
+coordinates -- background, hair, neck and clothing; the face oval with identity variation (face
+size, skin tone, eye spacing, feature placement); eyes whose opening follows AU5/AU6/AU7;
+two-segment brows moved by AU1/2/4, glabella furrows (AU4) and forehead lines (AU1/2); nose with
+nostrils and wrinkle lines (AU9/10); nasolabial folds and cheek highlights (AU6/12); a mouth
+curve whose corners follow AU12/AU15, width AU20/AU23, opening AU26 (dark interior, teeth) and
+upper-lip raise AU10. One bilinear resampling then applies the pose (rotation +-15 degrees,
+scale, shift); occluders (rectangles or hand-like blobs on ~10%), an illumination gradient,
+contrast, blur and Gaussian noise follow in image space. No op reduces across pixels, and every
+random draw comes from its own (seed, split, purpose) stream, so a seed gives bit-identical output
+and changing the label noise changes only the relabelled faces.
 
 Label noise keeps the FER2013 label counts exact: a `label_noise` fraction of images in each split
 is *rendered* with a different expression than its label says (the annotator was wrong).
@@ -81,12 +85,12 @@ _A = {au: i for i, au in enumerate(AUS)}
 # Prototype AU intensities per class (CANONICAL order). Fear and disgust carry the shared AUs of
 # their neighbours and only weak own cues (see the module docstring).
 PROTOTYPES: dict[str, dict[int, float]] = {
-    "angry": {4: 1.0, 5: 0.25, 7: 0.8, 23: 0.85, 9: 0.1, 15: 0.1},
-    "disgust": {4: 0.75, 7: 0.6, 9: 0.45, 10: 0.45, 15: 0.35, 23: 0.35},
-    "fear": {1: 0.7, 2: 0.55, 4: 0.3, 5: 0.7, 20: 0.35, 26: 0.5},
+    "angry": {4: 1.0, 5: 0.25, 7: 0.8, 23: 0.85, 9: 0.05, 15: 0.1},
+    "disgust": {4: 0.7, 7: 0.55, 9: 0.65, 10: 0.6, 15: 0.35, 23: 0.15},
+    "fear": {1: 0.7, 2: 0.5, 4: 0.3, 5: 0.7, 20: 0.35, 26: 0.45},
     "happy": {6: 0.8, 12: 1.0, 26: 0.25},
     "sad": {1: 0.75, 4: 0.6, 15: 0.8, 7: 0.1},
-    "surprise": {1: 1.0, 2: 1.0, 5: 0.9, 26: 0.8},
+    "surprise": {1: 1.0, 2: 1.0, 5: 0.9, 26: 0.85},
     "neutral": {},
 }
 # Per-sample AU jitter (std); the distinguishing fear cues and fear's shared AUs jitter most.
@@ -95,8 +99,14 @@ JITTER_EXTRA: dict[str, dict[int, float]] = {
     "fear": {4: 0.25, 20: 0.25, 5: 0.25, 26: 0.3, 1: 0.2, 2: 0.25},
     "disgust": {9: 0.22, 10: 0.22, 4: 0.2},
 }
+# Fear and disgust faces are blended towards a neighbour's prototype (by up to `most`): many
+# fear faces look like a mild surprise or a sad face, many disgust faces like anger.
+BLEND: dict[str, tuple[tuple[str, ...], float]] = {
+    "fear": (("surprise", "sad"), 0.7),
+    "disgust": (("angry",), 0.4),
+}
 # Global intensity range per class: fear is a weaker display than surprise.
-INTENSITY: dict[str, tuple[float, float]] = {"fear": (0.5, 1.1)}
+INTENSITY: dict[str, tuple[float, float]] = {"fear": (0.45, 1.05), "surprise": (0.8, 1.2)}
 DEFAULT_INTENSITY = (0.55, 1.2)
 
 Tensorish = torch.Tensor | float
@@ -150,8 +160,8 @@ def _u(g: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
 
 
 def _sample_params(g: torch.Generator, n: int) -> dict[str, torch.Tensor]:
-    """Identity and nuisance parameters, one value per image (face units: the image spans
-    [-1, 1], y points down)."""
+    """Identity and nuisance parameters, one value per image. Pose and occluders are in image
+    units (the image spans [-1, 1]), facial geometry in face units; y points down."""
     p: dict[str, torch.Tensor] = {}
     spec: list[tuple[str, float, float]] = [
         # pose / framing (pixel units)
@@ -181,12 +191,23 @@ def _sample_params(g: torch.Generator, n: int) -> dict[str, torch.Tensor]:
 
 
 def _sample_aus(g: torch.Generator, expr: torch.Tensor) -> torch.Tensor:
+    """AU intensities (N x len(AUS)) for rendered expressions `expr`: the class prototype, blended
+    towards a neighbour for the ambiguous classes, scaled by a random intensity, plus jitter."""
     proto, jit, inten = _prototype_matrix()
     n = expr.shape[0]
+    base = proto[expr]
+    pick = torch.rand(n, generator=g)
+    mix = torch.rand(n, generator=g)
+    for cname, (neighbours, most) in BLEND.items():
+        sel = expr == CANONICAL.index(cname)
+        nb = torch.tensor([CANONICAL.index(x) for x in neighbours])
+        which = nb[(pick * len(nb)).long().clamp_(max=len(nb) - 1)]
+        m = (most * mix)[:, None]
+        base = torch.where(sel[:, None], (1.0 - m) * base + m * proto[which], base)
     lo, hi = inten[expr, 0], inten[expr, 1]
     scale = lo + (hi - lo) * torch.rand(n, generator=g)
     noise = torch.randn(n, len(AUS), generator=g) * jit[expr]
-    return (proto[expr] * scale[:, None] + noise).clamp(0.0, 1.25)
+    return (base * scale[:, None] + noise).clamp(0.0, 1.25)
 
 
 def _bump(k2: torch.Tensor) -> torch.Tensor:
@@ -325,9 +346,9 @@ def _draw_face(cv: _Canvas, p: dict[str, torch.Tensor], au: dict[int, torch.Tens
     _paint(img, cv.cov((k_n.sqrt_() - 1.0) * 0.02), dark)
     dw = v - (ey + 0.06)
     r = dw / 0.04
-    rows = torch.maximum((r - r.round()).abs() * 0.04 - 0.007, (dw - 0.06).abs() - 0.07)
-    d = torch.maximum(rows, ua - 0.075)  # three short creases across the bridge
-    img.sub_((au[9] - 0.1).clamp(min=0.0) * 0.5 * skin * cv.cov(d))
+    rows = torch.maximum((r - r.round()).abs() * 0.04 - 0.012, (dw - 0.06).abs() - 0.07)
+    d = torch.maximum(rows, ua - 0.085)  # three short creases across the bridge
+    img.sub_((au[9] - 0.1).clamp(min=0.0) * 0.8 * skin * cv.cov(d))
 
     # Mouth: corners up (AU12) / down (AU15), width (AU20 stretch, AU23 press), opening (AU26),
     # upper-lip raise (AU10) opening the top of the mouth; nasolabial folds (AU6/9/10/12).
@@ -342,9 +363,9 @@ def _draw_face(cv: _Canvas, p: dict[str, torch.Tensor], au: dict[int, torch.Tens
     img.sub_(fold * 0.35 * skin * cv.cov(d))
     t2 = (ua / mw).clamp(max=1.0) ** 2
     w = 1.0 - t2
-    line = my - lift_s * t2 - 0.02 * au[10] * w  # 1-D (along u)
+    line = my - lift_s * t2 - 0.03 * au[10] * w  # 1-D (along u)
     opening = 0.16 * au[26] * (1.0 - 0.7 * au[23])
-    top = line - (0.25 * opening + 0.04 * au[10]) * w
+    top = line - (0.25 * opening + 0.05 * au[10]) * w
     bot = line + (0.75 * opening + 0.01 * au[20]) * w
     lt = c("lip") * (1.0 - 0.75 * au[23])
     d_lip = torch.maximum(torch.maximum(top - 0.8 * lt - v, v - bot - 1.2 * lt), ua - mw * 1.03)
@@ -415,32 +436,53 @@ def generate(n: int = FER2013_TOTAL, seed: int = 0, label_noise: float = 0.03,
     balance. Deterministic: the same arguments give bit-identical images and labels."""
     if not 0.0 <= label_noise < 1.0:
         raise ValueError(f"label_noise must be in [0, 1), got {label_noise}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     if size < 16:
         raise ValueError(f"size must be at least 16, got {size}")
     counts = split_class_counts(n)
-    g = torch.Generator().manual_seed(seed)
+    # Rendering is many small element-wise kernels: intra-op threads gain little and, when another
+    # process holds a core, slow it down >10x (measured on 2 cores). Output does not depend on it.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        splits = _generate_splits(counts, seed, label_noise, size)
+    finally:
+        torch.set_num_threads(threads)
+    meta = {"n": n, "seed": seed, "label_noise": label_noise, "size": size,
+            "generator_version": GENERATOR_VERSION}
+    return FERDataset(name="synfer", classes=CANONICAL, splits=splits, meta=meta)
+
+
+def _stream(seed: int, split: int, purpose: int) -> torch.Generator:
+    """An independent random stream per (seed, split, purpose): changing one knob (e.g. the label
+    noise) leaves everything else -- labels, identities, poses -- as it was."""
+    state = np.random.SeedSequence([seed, split, purpose]).generate_state(1, dtype=np.uint64)
+    return torch.Generator().manual_seed(int(state[0]))
+
+
+def _generate_splits(counts: dict[str, list[int]], seed: int, label_noise: float,
+                     size: int) -> dict[str, Split]:
     k = len(CANONICAL)
     splits: dict[str, Split] = {}
-    for s in SPLITS:
+    for si, s in enumerate(SPLITS):
         labels = torch.repeat_interleave(torch.arange(k), torch.tensor(counts[s]))
-        labels = labels[torch.randperm(labels.numel(), generator=g)]
+        labels = labels[torch.randperm(labels.numel(), generator=_stream(seed, si, 0))]
         # The rendered expression differs from the label on a label_noise fraction.
+        g = _stream(seed, si, 1)
         expr = labels.clone()
         n_noisy = round(label_noise * labels.numel())
         noisy = torch.randperm(labels.numel(), generator=g)[:n_noisy]
         expr[noisy] = (labels[noisy] + torch.randint(1, k, (n_noisy,), generator=g)) % k
-        aus = _sample_aus(g, expr)
-        params = _sample_params(g, labels.numel())
-        chunks = []
+        aus = _sample_aus(_stream(seed, si, 2), expr)
+        params = _sample_params(_stream(seed, si, 3), labels.numel())
+        g = _stream(seed, si, 4)
+        images = torch.empty(labels.numel(), 1, size, size, dtype=torch.uint8)
         for lo in range(0, labels.numel(), _CHUNK):
             sl = slice(lo, lo + _CHUNK)
-            chunks.append(_render({key: t[sl] for key, t in params.items()}, aus[sl], size, g))
-        images = torch.cat(chunks)[:, None] if chunks else torch.empty(0, 1, size, size,
-                                                                        dtype=torch.uint8)
-        splits[s] = Split(images=images.contiguous(), labels=labels.to(torch.int64))
-    meta = {"n": n, "seed": seed, "label_noise": label_noise, "size": size,
-            "generator_version": GENERATOR_VERSION}
-    return FERDataset(name="synfer", classes=CANONICAL, splits=splits, meta=meta)
+            images[sl, 0] = _render({key: t[sl] for key, t in params.items()}, aus[sl], size, g)
+        splits[s] = Split(images=images, labels=labels.to(torch.int64))
+    return splits
 
 
 def _check_fer(ds: FERDataset) -> None:

@@ -23,6 +23,31 @@ class Augment:
     flip: bool = True
 
 
+TEN_CROPS = 10
+FER2013_CROP = 44 / 48   # the usual FER2013 crop: 44 of 48 pixels
+
+
+def ten_crop(x: torch.Tensor, crop: int | tuple[int, int]) -> torch.Tensor:
+    """B x C x H x W -> B x 10 x C x h x w: the four corners and the centre, then the five crops
+    of the horizontally flipped image (torchvision TenCrop's order); batched slicing."""
+    ch, cw = (crop, crop) if isinstance(crop, int) else crop
+    h, w = x.shape[-2:]
+    if not (0 < ch <= h and 0 < cw <= w):
+        raise ValueError(f"crop {ch}x{cw} does not fit images of {h}x{w}")
+    top, left = (h - ch) // 2, (w - cw) // 2
+
+    def five(y: torch.Tensor) -> torch.Tensor:
+        return torch.stack([y[..., :ch, :cw], y[..., :ch, w - cw:], y[..., h - ch:, :cw],
+                            y[..., h - ch:, w - cw:], y[..., top:top + ch, left:left + cw]], 1)
+
+    return torch.cat([five(x), five(x.flip(-1))], 1)   # torchvision crops the flipped image
+
+
+def merge_crops(logits: torch.Tensor, n_crops: int = TEN_CROPS) -> torch.Tensor:
+    """(B * n_crops) x K logits of consecutive crops -> B x K, averaged over each image's crops."""
+    return logits.view(-1, n_crops, logits.shape[-1]).mean(1)
+
+
 class Preprocess:
     def __init__(self, cfg: BackboneConfig, image_size: int | None = None,
                  augment: Augment | None = None) -> None:
@@ -59,6 +84,21 @@ class Preprocess:
         if train:
             x = self._random_affine(x, generator)
         elif tuple(x.shape[-2:]) != self.size:
+            x = F.interpolate(x, size=self.size, mode=self.mode, align_corners=False,
+                              antialias=x.shape[-1] > self.size[-1])
+        x = self._channels(x)
+        mean, std = self.mean.to(x.device), self.std.to(x.device)
+        return (x - mean) / std
+
+    def ten_crop(self, images: torch.Tensor, crop_fraction: float = FER2013_CROP) -> torch.Tensor:
+        """Test-time ten-crop: uint8 B x C x h x w -> normalised float (B * 10) x in_chans x H x W,
+        image i's crops at rows 10 i .. 10 i + 9; average the model's outputs with
+        `merge_crops`."""
+        x = images.float().div_(255.0)
+        h, w = x.shape[-2:]
+        crops = ten_crop(x, (max(1, round(h * crop_fraction)), max(1, round(w * crop_fraction))))
+        x = crops.flatten(0, 1)
+        if tuple(x.shape[-2:]) != self.size:
             x = F.interpolate(x, size=self.size, mode=self.mode, align_corners=False,
                               antialias=x.shape[-1] > self.size[-1])
         x = self._channels(x)

@@ -3,6 +3,8 @@
     lasted   cosine to class text embeddings x learnable scale; LASTED's two-axis loss
     clip     the same scores, trained with the symmetric CLIP loss
     linear   a cross-entropy classifier on image features (the study's baseline)
+    zeroshot prompt-ensemble classifier through a CLIP text tower, no training
+    probe    logistic regression on frozen features, weight decay chosen on validation
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 from .base import HEADS, ClassText, Head, create_head
 from .contrastive import ContrastiveHead, clip_loss, lasted_loss
 from .linear import LinearHead
+from .probe import ProbeHead, fit_logistic
+from .zeroshot import ZeroShotHead
 
-__all__ = ["HEADS", "ClassText", "ContrastiveHead", "Head", "LinearHead", "clip_loss",
-           "create_head", "lasted_loss"]
+__all__ = ["HEADS", "ClassText", "ContrastiveHead", "Head", "LinearHead", "ProbeHead",
+           "ZeroShotHead", "clip_loss", "create_head", "fit_logistic", "lasted_loss"]

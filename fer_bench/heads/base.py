@@ -17,21 +17,47 @@ class Head(nn.Module):
     """features (B x D) -> logits (B x C); `loss(logits, labels)` is what training minimises."""
 
     uses_text: bool = False  # needs a text encoder and a prompt set
+    trains: bool = True      # trained by the SGD loop (probe and zeroshot are not)
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, labels)
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor,
+             weight: torch.Tensor | None = None) -> torch.Tensor:
+        return F.cross_entropy(logits, labels, weight=weight)
+
+
+class LearnedContext(nn.Module):
+    """CoOp-style learned prompt context: replaces the embeddings of the N placeholder tokens
+    that follow the start token with N learnable vectors, shared by all classes."""
+
+    def __init__(self, embedding: nn.Embedding, n_ctx: int) -> None:
+        super().__init__()
+        self.embedding = embedding
+        self.n_ctx = n_ctx
+        self.ctx = nn.Parameter(torch.randn(n_ctx, embedding.embedding_dim) * 0.02)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        emb = self.embedding(ids)
+        ctx = self.ctx.to(emb.dtype).unsqueeze(0).expand(emb.shape[0], -1, -1)
+        return torch.cat([emb[:, :1], ctx, emb[:, 1 + self.n_ctx:]], dim=1)
 
 
 class ClassText(nn.Module):
     """Class embeddings from a prompt set: per class, L2-normalised prompt embeddings averaged and
     renormalised (prompt ensembling). With a frozen encoder they are computed once and cached;
-    with a trainable one they are recomputed on every training forward."""
+    with a trainable one (or learned context) they are recomputed on every training forward.
+    `sample_prompts` trains with one prompt per class per step (evaluation always ensembles)."""
 
-    def __init__(self, encoder: nn.Module, prompts: list[list[str]]) -> None:
+    def __init__(self, encoder: nn.Module, prompts: list[list[str]], sample_prompts: bool = False,
+                 learned_context: int = 0) -> None:
         super().__init__()
         self.encoder = encoder
+        self.context: LearnedContext | None = None
+        if learned_context:
+            parent, attr = encoder.embedding_slot()
+            self.context = LearnedContext(getattr(parent, attr), learned_context)
+            setattr(parent, attr, self.context)
         flat = [p for ps in prompts for p in ps]
         self.n_classes = len(prompts)
+        self.sample_prompts = sample_prompts
         tokens = encoder.tokenize(flat)
         for k, v in tokens.items():
             self.register_buffer(f"tok_{k}", v, persistent=False)
@@ -39,30 +65,50 @@ class ClassText(nn.Module):
         owner = torch.tensor([c for c, ps in enumerate(prompts) for _ in ps])
         self.register_buffer("owner", owner, persistent=False)
         self._cache: torch.Tensor | None = None
+        self._prompt_cache: torch.Tensor | None = None
 
     @property
     def trainable(self) -> bool:
         return any(p.requires_grad for p in self.encoder.parameters())
 
-    def _compute(self) -> torch.Tensor:
+    def _encode(self, rows: torch.Tensor | None = None) -> torch.Tensor:
         tokens = {k: getattr(self, f"tok_{k}") for k in self._token_keys}
-        emb = F.normalize(self.encoder.encode(tokens).float(), dim=-1)
+        if rows is not None:
+            tokens = {k: v[rows] for k, v in tokens.items()}
+        return F.normalize(self.encoder.encode(tokens).float(), dim=-1)
+
+    def _ensemble(self, emb: torch.Tensor) -> torch.Tensor:
         summed = torch.zeros(self.n_classes, emb.shape[1], device=emb.device, dtype=emb.dtype)
-        summed = summed.index_add(0, self.owner, emb)
-        return F.normalize(summed, dim=-1)
+        return F.normalize(summed.index_add(0, self.owner, emb), dim=-1)
+
+    def _sampled_rows(self) -> torch.Tensor:
+        """One random prompt index per class (uses the global, per-cell seeded RNG)."""
+        r = torch.rand(len(self.owner), device=self.owner.device)
+        # the max of uniform noise within each class's rows picks one row per class uniformly
+        best = torch.full((self.n_classes,), -1.0, device=r.device).scatter_reduce(
+            0, self.owner, r, reduce="amax")
+        return torch.nonzero(r == best[self.owner]).flatten()[: self.n_classes]
 
     def forward(self) -> torch.Tensor:
         """C x T, unit rows."""
+        sampling = self.sample_prompts and self.training and torch.is_grad_enabled()
         if self.trainable and torch.is_grad_enabled():
             self._cache = None
-            return self._compute()
+            if sampling:
+                return self._encode(self._sampled_rows())
+            return self._ensemble(self._encode())
+        if sampling:
+            if self._prompt_cache is None:
+                with torch.no_grad():
+                    self._prompt_cache = self._encode()
+            return self._prompt_cache[self._sampled_rows()]
         if self._cache is None or self._cache.device != self.owner.device:
             with torch.no_grad():
-                self._cache = self._compute()
+                self._cache = self._ensemble(self._encode())
         return self._cache
 
     def invalidate(self) -> None:
-        self._cache = None
+        self._cache = self._prompt_cache = None
 
 
 def create_head(name: str, **kwargs) -> Head:

@@ -23,10 +23,12 @@ INIT_LOGIT_SCALE = math.log(1 / 0.07)  # CLIP's initial temperature
 MAX_LOGIT_SCALE = math.log(100.0)
 
 
-def lasted_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """LASTED's two-axis loss, vectorised over classes, undefined text-axis entries masked."""
+def lasted_loss(logits: torch.Tensor, labels: torch.Tensor,
+                weight: torch.Tensor | None = None) -> torch.Tensor:
+    """LASTED's two-axis loss, vectorised over classes, undefined text-axis entries masked.
+    `weight` (per class) re-weights the image axis, as for cross-entropy."""
     n_classes = logits.shape[1]
-    image_axis = F.cross_entropy(logits, labels)
+    image_axis = F.cross_entropy(logits, labels, weight=weight)
     onehot = F.one_hot(labels, n_classes).to(logits.dtype)           # B x C
     counts = onehot.sum(0)                                           # images per class
     present = counts > 0
@@ -38,11 +40,12 @@ def lasted_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (image_axis + text_axis) / 2
 
 
-def clip_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def clip_loss(logits: torch.Tensor, labels: torch.Tensor,
+              weight: torch.Tensor | None = None) -> torch.Tensor:
     """Symmetric CLIP loss with one text per class: image->text CE over classes, and for each
     class present, text->image CE over the batch with the class's images as (equal) targets."""
     n_classes = logits.shape[1]
-    image_axis = F.cross_entropy(logits, labels)
+    image_axis = F.cross_entropy(logits, labels, weight=weight)
     onehot = F.one_hot(labels, n_classes).to(logits.dtype)           # B x C
     present = onehot.sum(0) > 0
     log_p = F.log_softmax(logits.T, dim=1)                           # C x B, over images
@@ -71,8 +74,9 @@ class ContrastiveHead(Head):
         text = self.class_text()
         return self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp() * image @ text.T
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self._loss(logits, labels)
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor,
+             weight: torch.Tensor | None = None) -> torch.Tensor:
+        return self._loss(logits, labels, weight)
 
 
 @HEADS.register("lasted", uses_text=True)

@@ -34,6 +34,10 @@ class TextEncoder(nn.Module):
         """N x dim, not normalised."""
         raise NotImplementedError
 
+    def embedding_slot(self) -> tuple[nn.Module, str]:
+        """(parent, attribute) of the token-embedding module, for learned prompt context."""
+        raise NotImplementedError(f"{type(self).__name__} does not support learned prompts")
+
     def forward(self, texts: list[str]) -> torch.Tensor:
         device = next(self.parameters()).device
         tokens = {k: v.to(device) for k, v in self.tokenize(texts).items()}
@@ -63,6 +67,9 @@ class OpenClipTextEncoder(TextEncoder):
     def encode(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.clip.encode_text(tokens["input_ids"])
 
+    def embedding_slot(self) -> tuple[nn.Module, str]:
+        return self.clip, "token_embedding"
+
 
 class HFTextEncoder(TextEncoder):
     """Any Hugging Face text encoder; sentence embedding = attention-masked mean of the last
@@ -71,6 +78,9 @@ class HFTextEncoder(TextEncoder):
     def __init__(self, path: str, name: str, max_length: int = 64) -> None:
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # one bar per cell would drown the matrix display
 
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(path)
@@ -92,6 +102,14 @@ class HFTextEncoder(TextEncoder):
         hidden = self.model(**tokens).last_hidden_state
         mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-6)
+
+    def embedding_slot(self) -> tuple[nn.Module, str]:
+        emb = self.model.get_input_embeddings()
+        for parent in self.model.modules():
+            for attr, child in parent.named_children():
+                if child is emb:
+                    return parent, attr
+        raise FerBenchError(f"text encoder {self.name!r}: token embedding not found")
 
 
 @TEXT_ENCODERS.register("minilm")

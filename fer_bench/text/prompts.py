@@ -25,6 +25,7 @@ class PromptSet:
     description: str
     prompts: dict[str, tuple[str, ...]]  # class -> filled prompts
     path: Path | None = None
+    learned_context: int = 0             # N learnable context vectors (CoOp), 0 for file sets
 
     def for_classes(self, classes: tuple[str, ...]) -> list[list[str]]:
         """Prompts per class, in `classes` order; every class must be covered."""
@@ -69,9 +70,25 @@ def parse_prompt_set(name: str, data: dict, path: Path | None = None) -> PromptS
     return PromptSet(name, str(data.get("description", "")), prompts, path)
 
 
+def learned_prompt_set(name: str) -> PromptSet:
+    """`learned:N`: N placeholder tokens, replaced by learnable vectors, before each class name
+    (CoOp, Zhou et al. 2022); trained with the head and saved with the cell."""
+    n = name.split(":", 1)[1]
+    if not n.isdigit() or not 1 <= int(n) <= 32:
+        raise ConfigError(f"prompt set {name!r}: expected learned:N with N in 1..32")
+    words = load_prompt_set("classnames").prompts
+    placeholder = " ".join(["X"] * int(n))
+    return PromptSet(name, f"{n} learned context vectors before each class name (CoOp)",
+                     {c: (f"{placeholder} {w[0]}.",) for c, w in words.items()},
+                     learned_context=int(n))
+
+
 def load_prompt_set(name: str) -> PromptSet:
+    if name.startswith("learned:"):
+        return learned_prompt_set(name)
     files = prompt_sets()
     if name not in files:
         raise UnknownNameError("prompt set", name, files,
-                               hint="Prompt sets are prompts/*.toml (`fer-bench prompts list`)")
+                               hint="Prompt sets are prompts/*.toml (`fer-bench prompts list`) "
+                                    "or learned:N")
     return parse_prompt_set(name, read_toml(files[name]), files[name])

@@ -1,0 +1,132 @@
+"""Backbone cards: small TOML files naming an encoder (backbones/*.toml, or a directory in
+FER_BENCH_BACKBONES_PATH).
+
+    family = "open_clip"                 # open_clip | timm | hf | registered
+    model = "RN50x64-quickgelu"          # the family's own model name
+    weights = "openai"                   # tag, local file, or "none"
+    notes = "..."
+    [preprocess]                         # optional overrides of the library's preprocessing
+    input_size = 448                     # also mean, std, interpolation, in_chans,
+                                         # fixed_input_size
+    [measured]                           # written by `fer-bench backbones measure --write`
+
+The [measured] table caches what `backbones list` shows (dims, params, GMACs, preprocessing) so
+listing needs no model at all; the tests check it against a fresh measurement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..resources import read_toml
+from .base import BackboneConfig
+
+TOP_KEYS = {"family", "model", "weights", "notes", "preprocess", "measured"}
+PREPROCESS_TYPES: dict[str, tuple[type, ...]] = {
+    "input_size": (int, list), "mean": (list,), "std": (list,), "interpolation": (str,),
+    "in_chans": (int,), "fixed_input_size": (bool,)}
+MEASURED_KEYS = ("family", "input_size", "in_chans", "feature_dim", "params_m", "text_params_m",
+                 "gmacs", "mean", "std", "interpolation", "fixed_input_size", "text_tower")
+
+
+@dataclass(frozen=True)
+class Card:
+    path: Path
+    family: str
+    model: str
+    weights: str
+    notes: str = ""
+    overrides: tuple = ()
+    measured: dict[str, Any] = field(default_factory=dict)
+
+    def preprocess_overrides(self) -> dict[str, Any]:
+        over = dict(self.overrides)
+        if "input_size" in over:
+            s = over["input_size"]
+            over["input_size"] = (s, s) if isinstance(s, int) else tuple(s)
+        for k in ("mean", "std"):
+            if k in over:
+                over[k] = tuple(float(v) for v in over[k])
+        return over
+
+    def config(self, name: str) -> BackboneConfig:
+        """The config the cached [measured] table describes (weights not loaded)."""
+        m = self.measured
+        return BackboneConfig(
+            name=name, family=str(m["family"]), model=self.model,
+            weights=self.weights, input_size=tuple(m["input_size"]), mean=tuple(m["mean"]),
+            std=tuple(m["std"]), in_chans=int(m["in_chans"]),
+            interpolation=str(m["interpolation"]),
+            fixed_input_size=bool(m["fixed_input_size"]), feature_dim=int(m["feature_dim"]),
+            text_tower=bool(m["text_tower"]), params_m=float(m["params_m"]),
+            gmacs=float(m["gmacs"]), text_params_m=float(m.get("text_params_m", 0.0)),
+            notes=self.notes)
+
+
+def read_card(path: Path, known_families: list[str] | None = None) -> Card:
+    return _read_card(Path(path), tuple(known_families or ()), Path(path).stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=256)
+def _read_card(path: Path, known_families: tuple[str, ...], _mtime: int) -> Card:
+    data = read_toml(path)
+    unknown = set(data) - TOP_KEYS
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} "
+                          f"(expected: {', '.join(sorted(TOP_KEYS))})")
+    fam, model = data.get("family"), data.get("model")
+    if not isinstance(fam, str) or not isinstance(model, str) or not model:
+        raise ConfigError(f"{path}: a card needs string keys 'family' and 'model'")
+    if known_families and fam not in known_families:
+        raise ConfigError(f"{path}: unknown family {fam!r} "
+                          f"(expected one of: {', '.join(known_families)})")
+    for key in ("weights", "notes"):
+        if key in data and not isinstance(data[key], str):
+            raise ConfigError(f"{path}: '{key}' must be a string")
+    pre = data.get("preprocess", {})
+    if not isinstance(pre, dict):
+        raise ConfigError(f"{path}: [preprocess] must be a table")
+    for key, value in pre.items():
+        if key not in PREPROCESS_TYPES:
+            raise ConfigError(f"{path}: unknown key preprocess.{key} "
+                              f"(expected: {', '.join(PREPROCESS_TYPES)})")
+        if not isinstance(value, PREPROCESS_TYPES[key]) or isinstance(value, bool) != (
+                key == "fixed_input_size"):
+            raise ConfigError(f"{path}: preprocess.{key} has the wrong type "
+                              f"({type(value).__name__})")
+    measured = data.get("measured", {})
+    missing = [k for k in MEASURED_KEYS if k not in measured and k != "text_params_m"]
+    if measured and missing:
+        raise ConfigError(f"{path}: [measured] lacks {', '.join(missing)} (rewrite it with "
+                          "`fer-bench backbones measure NAME --write`)")
+    return Card(path, fam, model, str(data.get("weights", "default")),
+                str(data.get("notes", "")), tuple(sorted(pre.items())), dict(measured))
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def measured_table(cfg: BackboneConfig) -> dict[str, Any]:
+    d = cfg.to_dict()
+    return {k: d[k] for k in MEASURED_KEYS}
+
+
+def write_measured(path: Path, cfg: BackboneConfig) -> None:
+    """Replace the card's [measured] table (kept last in the file) with `cfg`'s values."""
+    text = Path(path).read_text()
+    head = text.split("\n[measured]", 1)[0].rstrip("\n")
+    lines = ["", "[measured]  # by `fer-bench backbones measure --write` (random init, "
+                 "meta device)"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in measured_table(cfg).items()]
+    Path(path).write_text(head + "\n" + "\n".join(lines) + "\n")
+    _read_card.cache_clear()
