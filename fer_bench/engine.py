@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import distributed  # DDP hooks (torchrun): no-ops in one process
 from .backbones import Backbone, create_backbone
 from .data import FERDataset, Split, load_dataset
 from .data.targets import soft_target_loss
@@ -41,6 +42,9 @@ class CellOutput:
     resolved: dict
     history: list[dict] = field(default_factory=list)
     artifacts: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. learned prompts
+    cross: dict[str, dict] = field(default_factory=dict)        # dataset spec -> metrics
+    cross_predictions: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    checkpoint: dict[str, torch.Tensor] | None = None           # best state, when asked for
 
 
 def pick_device(name: str) -> torch.device:
@@ -140,15 +144,17 @@ def forward_all(module: nn.Module, pre: Preprocess, images: torch.Tensor, device
     """module(preprocessed images) for all images, in batches: float32 on the CPU. With
     tta="tencrop", each image's output is the mean over its ten crops (FER2013 convention)."""
     module.eval()
+    distributed.sync_buffers(module)  # DDP: every rank evaluates rank 0's model
+    rows = distributed.eval_range(len(images))  # DDP: this rank's slice; else all rows
     out = []
     step = max(1, batch_size // 10) if tta == "tencrop" else batch_size
-    for i in range(0, len(images), step):
-        batch = images[i:i + step].to(device, non_blocking=True)
+    for i in range(rows.start, rows.stop, step):
+        batch = images[i:min(i + step, rows.stop)].to(device, non_blocking=True)
         x = pre.ten_crop(batch) if tta == "tencrop" else pre(batch)
         with autocast():
             y = module(x).float()
         out.append((merge_crops(y) if tta == "tencrop" else y).cpu())
-    return torch.cat(out)
+    return distributed.gather_rows(torch.cat(out), len(images))  # DDP: all rows, in order
 
 
 class ClassBalance:
@@ -197,6 +203,7 @@ def train_sgd(model: CellModel, text: TextEncoder | None, pre: Preprocess, datas
     gen = torch.Generator().manual_seed(cell.seed)
     balance = ClassBalance(train.labels, len(dataset.classes), cfg, device)
     images = train.images.pin_memory() if device.type == "cuda" else train.images
+    net = distributed.wrap_model(model, device)  # DDP: averages gradients; else `model`
 
     best_score, best_state, best_epoch, stale = -math.inf, None, 0, 0
     history: list[dict] = []
@@ -209,16 +216,19 @@ def train_sgd(model: CellModel, text: TextEncoder | None, pre: Preprocess, datas
         for step in range(steps_per_epoch):
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             x = pre(images[idx].to(device, non_blocking=True), train=True, generator=gen)
+            # DDP: this rank's slice of the global batch (augmented whole, as in one process)
+            x, idx = distributed.shard_batch(x, idx)
             y = train.labels[idx].to(device, non_blocking=True)
             with autocast():
-                logits = model(x)
+                logits = net(x)
             if train.targets is not None:  # FERPlus probability / multi_target labels
                 loss = soft_target_loss(logits.float(), train.targets[idx].to(device),
                                         dataset.meta["targets"])
             else:
                 loss = balance.loss(model.head, logits.float(), y)
-            if not torch.isfinite(loss):
-                raise CellFailure(f"non-finite loss ({loss.item()}) at epoch {epoch}, step "
+            step_loss = distributed.average(loss.detach())  # DDP: the global batch's loss
+            if not torch.isfinite(step_loss):
+                raise CellFailure(f"non-finite loss ({step_loss.item()}) at epoch {epoch}, step "
                                   f"{step + 1}; stopped this cell (try a lower lr or amp=off)")
             (loss / cfg.accum_steps).backward()
             if (step + 1) % cfg.accum_steps == 0 or step + 1 == steps_per_epoch:
@@ -227,7 +237,7 @@ def train_sgd(model: CellModel, text: TextEncoder | None, pre: Preprocess, datas
                 opt.step()
                 sched.step()
                 opt.zero_grad(set_to_none=True)
-            loss_sum += loss.item() * len(idx)
+            loss_sum += step_loss.item() * len(idx)
             n_seen += len(idx)
             if progress:
                 progress({"epoch": epoch, "epochs": cfg.epochs, "step": step + 1,
@@ -291,8 +301,33 @@ def fit_probe(model: CellModel, pre: Preprocess, dataset: FERDataset, cell: Cell
     return history
 
 
-def run_cell(cell: Cell, progress: ProgressFn | None = None) -> CellOutput:
+def evaluate_cross(model: CellModel, pre: Preprocess, trained: FERDataset, spec: str,
+                   device: torch.device, cfg: TrainConfig, autocast
+                   ) -> tuple[dict, dict[str, np.ndarray]]:
+    """Evaluate on another dataset's test split, classes mapped by name. Images of classes the
+    model was not trained on cannot be scored: they are counted and reported, not hidden."""
+    other = load_dataset(spec)
+    test = other.split("test")
+    to_trained = torch.tensor([trained.classes.index(c) if c in trained.classes else -1
+                               for c in other.classes])
+    mapped = to_trained[test.labels]
+    keep = mapped >= 0
+    logits = forward_all(model, pre, test.images[keep], device, cfg.eval_batch_size, autocast,
+                         cfg.tta)
+    labels, preds = mapped[keep].numpy(), logits.argmax(1).numpy()
+    metrics = compute_metrics(labels, preds, trained.classes)
+    metrics["ci"] = intervals(labels, preds, trained.classes)
+    dropped = torch.bincount(test.labels[~keep], minlength=len(other.classes)).tolist()
+    metrics["unscored_classes"] = {c: n for c, n in zip(other.classes, dropped, strict=True)
+                                   if n}
+    return metrics, {"labels": labels, "preds": preds,
+                     "scores": logits.softmax(1).numpy().astype(np.float32)}
+
+
+def run_cell(cell: Cell, progress: ProgressFn | None = None,
+             keep_checkpoint: bool = False) -> CellOutput:
     cfg = cell.train
+    distributed.announce(cell)  # torchrun: rank 0 tells the other ranks to join this cell
     device = pick_device(cfg.device)
     t0 = time.perf_counter()
     dataset = load_dataset(cell.dataset)
@@ -331,10 +366,21 @@ def run_cell(cell: Cell, progress: ProgressFn | None = None) -> CellOutput:
     artifacts = {}
     if text is not None and model.head.class_text.context is not None:
         artifacts["learned_context"] = model.head.class_text.context.ctx.detach().cpu()
+    cross, cross_predictions = {}, {}
+    t2 = time.perf_counter()
+    for spec in cell.cross:
+        cross[spec], cross_predictions[spec] = evaluate_cross(model, pre, dataset, spec, device,
+                                                              cfg, autocast)
+    timing = {"train_s": round(train_s, 3), "eval_s": round(eval_s, 3)}
+    if cell.cross:
+        timing["cross_s"] = round(time.perf_counter() - t2, 3)
+    checkpoint = ({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+                  if keep_checkpoint else None)
     return CellOutput(
         metrics=metrics,
         predictions={"labels": test.labels.numpy(), "preds": preds.numpy(),
                      "scores": logits.softmax(1).numpy().astype(np.float32)},
-        timing={"train_s": round(train_s, 3), "eval_s": round(eval_s, 3)},
-        resolved=resolved, history=history, artifacts=artifacts,
+        timing=timing,
+        resolved=resolved, history=history, artifacts=artifacts, cross=cross,
+        cross_predictions=cross_predictions, checkpoint=checkpoint,
     )

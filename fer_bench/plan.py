@@ -19,6 +19,7 @@ backbone x dataset x seed. A cell id is a hash of the cell's fully resolved conf
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -29,7 +30,9 @@ from .errors import ConfigError, UnknownNameError
 from .resources import data_files, read_toml
 
 AXES = ("backbones", "prompts", "heads", "text_encoders", "datasets", "seeds")
-TOP_KEYS = {"name", "description", "axes", "train"}
+TOP_KEYS = {"name", "description", "axes", "train", "overrides", "skip", "eval"}
+MATCH_KEYS = ("backbone", "head", "prompts", "text_encoder", "dataset")
+EVAL_KEYS = {"cross_datasets", "keep_checkpoints"}
 REGIMES = ("full", "image", "text", "frozen")  # and partial:N (last N image-encoder blocks)
 SELECT_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "fear_disgust", "loss")
 
@@ -129,6 +132,10 @@ class Benchmark:
     datasets: list[str] = field(default_factory=lambda: ["synfer"])
     seeds: list[int] = field(default_factory=lambda: [0])
     train: TrainConfig = field(default_factory=TrainConfig)
+    overrides: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
+    skip: list[dict[str, str]] = field(default_factory=list)
+    cross_datasets: list[str] = field(default_factory=list)
+    keep_checkpoints: bool = False
     source: str = "command line"
 
 
@@ -176,7 +183,81 @@ def load_benchmark(path: Path) -> Benchmark:
         raise ConfigError(f"{where}: [train] must be a table")
     bench.train = replace(TrainConfig(), **coerce_train(train, where))
     bench.train.validate(where)
+    for i, entry in enumerate(_tables(data, "overrides", where)):
+        at = f"{where}: overrides[{i}]"
+        match = _match(entry, at, extra={"train"})
+        values = entry.get("train")
+        if not isinstance(values, dict) or not values:
+            raise ConfigError(f"{at}: needs a non-empty 'train' table of settings to override")
+        replace(bench.train, **coerce_train(values, at)).validate(at)
+        bench.overrides.append((match, coerce_train(values, at)))
+    bench.skip = [_match(e, f"{where}: skip[{i}]")
+                  for i, e in enumerate(_tables(data, "skip", where))]
+    ev = data.get("eval", {})
+    if not isinstance(ev, dict) or set(ev) - EVAL_KEYS:
+        raise ConfigError(f"{where}: [eval] takes only {', '.join(sorted(EVAL_KEYS))}")
+    cross = ev.get("cross_datasets", [])
+    if not isinstance(cross, list) or not all(isinstance(x, str) for x in cross):
+        raise ConfigError(f"{where}: eval.cross_datasets must be a list of dataset specs")
+    bench.cross_datasets = list(cross)
+    if not isinstance(ev.get("keep_checkpoints", False), bool):
+        raise ConfigError(f"{where}: eval.keep_checkpoints must be true or false")
+    bench.keep_checkpoints = ev.get("keep_checkpoints", False)
     return bench
+
+
+def _tables(data: dict, key: str, where: str) -> list[dict]:
+    entries = data.get(key, [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ConfigError(f"{where}: {key} must be an array of tables ([[{key}]])")
+    return entries
+
+
+def _match(entry: dict, at: str, extra: set[str] = frozenset()) -> dict[str, str]:
+    """The cell-matching part of an [[overrides]] / [[skip]] entry: globs per axis."""
+    unknown = set(entry) - set(MATCH_KEYS) - extra
+    if unknown:
+        raise ConfigError(f"{at}: unknown key(s) {', '.join(sorted(unknown))} "
+                          f"(match on: {', '.join(MATCH_KEYS)})")
+    match = {k: v for k, v in entry.items() if k in MATCH_KEYS}
+    if not match or not all(isinstance(v, str) for v in match.values()):
+        raise ConfigError(f"{at}: needs at least one of {', '.join(MATCH_KEYS)} as a string "
+                          "(globs allowed: \"clip_*\")")
+    return match
+
+
+def matches(match: dict[str, str], **cell: str | None) -> bool:
+    return all(fnmatch.fnmatchcase(str(cell[k]), pattern) for k, pattern in match.items())
+
+
+def expand_backbones(names: list[str]) -> list[str]:
+    """Globs (`clip_*`, `timm:convnext_*`) expand over cards and registered names, or over the
+    family's own model list; other names pass through unchanged (validated later)."""
+    out: list[str] = []
+    for name in names:
+        if not any(ch in name for ch in "*?["):
+            out.append(name)
+            continue
+        from .backbones import BACKBONES, cards, parse_spec
+
+        prefix, sep, rest = name.partition(":")
+        if sep and prefix == "timm":
+            import timm
+
+            found = [f"timm:{m}" for m in timm.list_models(rest)]
+        elif sep and prefix == "open_clip":
+            import open_clip
+
+            found = [f"open_clip:{m}" for m in open_clip.list_models()
+                     if fnmatch.fnmatchcase(m, rest)]
+        else:
+            parse_spec("fer_cnn")  # built-in registrations
+            found = sorted(n for n in {*cards(), *BACKBONES.names()}
+                           if fnmatch.fnmatchcase(n, name))
+        if not found:
+            raise ConfigError(f"backbone pattern {name!r} matches nothing")
+        out += [f for f in found if f not in out]
+    return out
 
 
 @dataclass(frozen=True)
@@ -188,10 +269,15 @@ class Cell:
     prompts: str | None
     text_encoder: str | None      # "default" resolved when the backbone is known
     train: TrainConfig
+    cross: tuple[str, ...] = ()   # extra test datasets (classes mapped by name)
 
     def config(self) -> dict:
         d = asdict(self)
         d["train"] = asdict(self.train)
+        if not self.cross:  # ids of cells without cross evaluation stay as they were
+            del d["cross"]
+        else:
+            d["cross"] = list(self.cross)
         return d
 
     @property
@@ -222,13 +308,25 @@ def expand(bench: Benchmark) -> list[Cell]:
         if not getattr(bench, axis):
             raise ConfigError(f"{bench.source}: axis {axis!r} is empty")
     cells: dict[str, Cell] = {}
+    cross = tuple(bench.cross_datasets)
     for ds in bench.datasets:
-        for bb in bench.backbones:
+        for bb in expand_backbones(bench.backbones):
             for head in bench.heads:
                 text = head_uses_text(head)
                 for pr in (bench.prompts if text else [None]):
                     for te in (bench.text_encoders if text else [None]):
+                        axes = {"backbone": bb, "head": head, "prompts": pr,
+                                "text_encoder": te, "dataset": ds}
+                        if any(matches(m, **axes) for m in bench.skip):
+                            continue
+                        train = bench.train
+                        for m, values in bench.overrides:
+                            if matches(m, **axes):
+                                train = replace(train, **values)
                         for seed in bench.seeds:
-                            c = Cell(bb, head, ds, seed, pr, te, bench.train)
+                            c = Cell(bb, head, ds, seed, pr, te, train,
+                                     tuple(x for x in cross if x != ds))
                             cells.setdefault(c.cell_id, c)
+    if not cells:
+        raise ConfigError(f"{bench.source}: every cell is skipped by [[skip]]")
     return list(cells.values())

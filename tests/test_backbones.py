@@ -90,3 +90,8 @@ def test_open_clip_random_init_has_paired_text_tower():
     assert emb.shape == (2, 1024)
     # parameters are owned once: the text tower does not also hold the image tower
     assert bb.paired_text.clip.visual is None
+
+
+def test_timm_feature_dim_matches_output_for_conv_head_nets():
+    bb = create_backbone("timm:mobilenetv3_small_100@none")
+    assert bb(torch.randn(2, 3, 64, 64)).shape == (2, bb.config.feature_dim) == (2, 1024)

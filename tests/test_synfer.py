@@ -212,8 +212,8 @@ def train_and_recall(ds: FERDataset, epochs: int = 5, seed: int = 0) -> list[flo
 
 @pytest.mark.slow
 def test_small_cnn_finds_fear_and_disgust_hardest(ds: FERDataset) -> None:
-    # One intra-op thread: with two, a CPU shared with any other process runs ~9x slower
-    # (measured on a 2-core machine); one thread keeps this test at ~30 s either way.
+    # One intra-op thread rather than two: with two, a 2-core CPU shared with any other process
+    # ran this ~9x slower (measured); with one it takes ~25-45 s, busy machine or not.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -77,7 +77,10 @@ def build_timm(spec: BackboneSpec, *, load_weights: bool = True,
         input_size=tuple(dc["input_size"][1:]), mean=tuple(dc["mean"]), std=tuple(dc["std"]),
         in_chans=int(dc["input_size"][0]), interpolation=dc.get("interpolation", "bilinear"),
         fixed_input_size=bool(pcfg.get("fixed_input_size", False)),
-        feature_dim=int(model.num_features), params_m=count_params_m(model),
+        # MobileNetV3/EfficientNet-style nets pool, then widen (conv_head): their pooled output
+        # is head_hidden_size wide, not num_features
+        feature_dim=int(getattr(model, "head_hidden_size", None) or model.num_features),
+        params_m=count_params_m(model),
         extra={"crop_pct": dc.get("crop_pct")},
     )
     return Backbone(model, cfg)

@@ -54,8 +54,9 @@ is *rendered* with a different expression than its label says (the annotator was
 
 from __future__ import annotations
 
-import csv
 import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +110,7 @@ BLEND: dict[str, tuple[tuple[str, ...], float]] = {
 INTENSITY: dict[str, tuple[float, float]] = {"fear": (0.45, 1.05), "surprise": (0.8, 1.2)}
 DEFAULT_INTENSITY = (0.55, 1.2)
 
-Tensorish = torch.Tensor | float
+_Num = torch.Tensor | float  # a per-image B x 1 x 1 tensor or a constant
 
 _CHUNK = 256  # fixed (not thread-dependent) so the random stream, hence output, is stable
 
@@ -222,8 +223,8 @@ def _blur121(img: torch.Tensor) -> torch.Tensor:
     return (h[:, :-2] + 2 * h[:, 1:-1] + h[:, 2:]) * 0.25
 
 
-def _capsule(x: torch.Tensor, y: torch.Tensor, ax: Tensorish, ay: Tensorish, bx: Tensorish,
-             by: Tensorish, r: Tensorish) -> torch.Tensor:
+def _capsule(x: torch.Tensor, y: torch.Tensor, ax: _Num, ay: _Num, bx: _Num,
+             by: _Num, r: _Num) -> torch.Tensor:
     """Signed distance to the segment a-b thickened by r. x varies along the last axis and y
     along the middle one, so the per-axis terms stay 1-D until they are combined."""
     pax, pay = x - ax, y - ay
@@ -261,7 +262,7 @@ class _Canvas:
         return (0.5 - d * self.inv_pw).clamp_(0.0, 1.0)
 
 
-def _paint(img: torch.Tensor, mask: torch.Tensor, colour: Tensorish) -> None:
+def _paint(img: torch.Tensor, mask: torch.Tensor, colour: _Num) -> None:
     img.add_((colour - img) * mask)
 
 
@@ -394,8 +395,9 @@ def _render(p: dict[str, torch.Tensor], a: torch.Tensor, size: int,
     lin = (torch.arange(size, dtype=torch.float32) + 0.5) * (2.0 / size) - 1.0
     py, px = lin.view(1, size, 1), lin.view(1, 1, size)
     x, y = px - c("dx"), py - c("dy")
-    cos, sin, k = torch.cos(c("rot")), torch.sin(c("rot")), 1.0 / (c("scale") * cv.R)
-    grid = torch.stack(((cos * k) * x + (sin * k) * y, (cos * k) * y - (sin * k) * x), dim=-1)
+    inv = 1.0 / (c("scale") * cv.R)  # to grid_sample's [-1, 1] canvas coordinates
+    cos, sin = torch.cos(c("rot")) * inv, torch.sin(c("rot")) * inv
+    grid = torch.stack((cos * x + sin * y, cos * y - sin * x), dim=-1)
     img = F.grid_sample(cv.img[:, None], grid, mode="bilinear", padding_mode="border",
                         align_corners=False)[:, 0]
 
@@ -441,30 +443,33 @@ def generate(n: int = FER2013_TOTAL, seed: int = 0, label_noise: float = 0.03,
     if size < 16:
         raise ValueError(f"size must be at least 16, got {size}")
     counts = split_class_counts(n)
-    # Rendering is many small element-wise kernels: intra-op threads gain little and, when another
-    # process holds a core, slow it down >10x (measured on 2 cores). Output does not depend on it.
-    threads = torch.get_num_threads()
+    # Rendering is many small element-wise kernels: torch's intra-op threads gain little on them
+    # and, when another process holds a core, slow them down >10x (measured on 2 cores). So each
+    # chunk runs single-threaded and chunks run in parallel on Python threads (ops release the
+    # GIL). Chunks are independent, so the output does not depend on the thread count.
+    workers = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        splits = _generate_splits(counts, seed, label_noise, size)
+        splits = _generate_splits(counts, seed, label_noise, size, workers)
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(workers)
     meta = {"n": n, "seed": seed, "label_noise": label_noise, "size": size,
             "generator_version": GENERATOR_VERSION}
     return FERDataset(name="synfer", classes=CANONICAL, splits=splits, meta=meta)
 
 
-def _stream(seed: int, split: int, purpose: int) -> torch.Generator:
-    """An independent random stream per (seed, split, purpose): changing one knob (e.g. the label
-    noise) leaves everything else -- labels, identities, poses -- as it was."""
-    state = np.random.SeedSequence([seed, split, purpose]).generate_state(1, dtype=np.uint64)
+def _stream(seed: int, *key: int) -> torch.Generator:
+    """An independent random stream per (seed, split, purpose[, chunk]): changing one knob (e.g.
+    the label noise) leaves everything else -- labels, identities, poses -- as it was."""
+    state = np.random.SeedSequence([seed, *key]).generate_state(1, dtype=np.uint64)
     return torch.Generator().manual_seed(int(state[0]))
 
 
-def _generate_splits(counts: dict[str, list[int]], seed: int, label_noise: float,
-                     size: int) -> dict[str, Split]:
+def _generate_splits(counts: dict[str, list[int]], seed: int, label_noise: float, size: int,
+                     workers: int) -> dict[str, Split]:
     k = len(CANONICAL)
     splits: dict[str, Split] = {}
+    jobs: list[Callable[[], None]] = []
     for si, s in enumerate(SPLITS):
         labels = torch.repeat_interleave(torch.arange(k), torch.tensor(counts[s]))
         labels = labels[torch.randperm(labels.numel(), generator=_stream(seed, si, 0))]
@@ -476,12 +481,22 @@ def _generate_splits(counts: dict[str, list[int]], seed: int, label_noise: float
         expr[noisy] = (labels[noisy] + torch.randint(1, k, (n_noisy,), generator=g)) % k
         aus = _sample_aus(_stream(seed, si, 2), expr)
         params = _sample_params(_stream(seed, si, 3), labels.numel())
-        g = _stream(seed, si, 4)
         images = torch.empty(labels.numel(), 1, size, size, dtype=torch.uint8)
-        for lo in range(0, labels.numel(), _CHUNK):
-            sl = slice(lo, lo + _CHUNK)
-            images[sl, 0] = _render({key: t[sl] for key, t in params.items()}, aus[sl], size, g)
+        for ci, lo in enumerate(range(0, labels.numel(), _CHUNK)):
+            def job(sl: slice = slice(lo, lo + _CHUNK), key: tuple[int, ...] = (si, 4, ci),
+                    out: torch.Tensor = images, a: torch.Tensor = aus,
+                    p: dict[str, torch.Tensor] = params) -> None:
+                chunk = {name: t[sl] for name, t in p.items()}
+                out[sl, 0] = _render(chunk, a[sl], size, _stream(seed, *key))
+            jobs.append(job)
         splits[s] = Split(images=images, labels=labels.to(torch.int64))
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            for f in [pool.submit(job) for job in jobs]:
+                f.result()
+    else:
+        for job in jobs:
+            job()
     return splits
 
 
@@ -493,42 +508,63 @@ def _check_fer(ds: FERDataset) -> None:
             raise ValueError("FER2013 files hold grayscale images (1 channel)")
 
 
+def _pixel_strings(images: np.ndarray) -> list[bytes]:
+    """Each image as b'v v v ...' (row-major, no padding), formatted without a Python loop over
+    pixels: three digit bytes and a space per value, unused leading digits masked out."""
+    v = images.reshape(len(images), -1).astype(np.int16)
+    chars = np.stack([48 + v // 100, 48 + v // 10 % 10, 48 + v % 10, np.full_like(v, 32)], -1)
+    keep = np.stack([v >= 100, v >= 10, np.ones_like(v, bool), np.ones_like(v, bool)], -1)
+    keep[:, -1, 3] = False  # no trailing space
+    flat = chars.astype(np.uint8)[keep].tobytes()
+    ends = np.cumsum(keep.reshape(len(v), -1).sum(1)).tolist()
+    return [flat[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+
+
 def write_fer2013_csv(ds: FERDataset, path: str | Path) -> Path:
-    """Write `ds` as a `fer2013.csv` (`emotion,pixels,Usage`): train -> Training,
-    val -> PublicTest, test -> PrivateTest, in that order."""
+    """Write `ds` as a `fer2013.csv` (`emotion,pixels,Usage`; emotion = index in CANONICAL, which
+    is FER2013's label order): train -> Training, val -> PublicTest, test -> PrivateTest, in that
+    order."""
     _check_fer(ds)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["emotion", "pixels", "Usage"])
+    with path.open("wb") as fh:
+        fh.write(b"emotion,pixels,Usage\n")
         for s in SPLITS:
             if s not in ds.splits:
                 continue
             sp = ds.splits[s]
-            flat = sp.images.reshape(len(sp), -1).numpy()
-            for label, row in zip(sp.labels.tolist(), flat, strict=True):
-                w.writerow([label, " ".join(map(str, row.tolist())), USAGE[s]])
+            usage = f",{USAGE[s]}\n".encode()
+            for lo in range(0, len(sp), 1024):  # bounded working memory
+                labels = sp.labels[lo:lo + 1024].tolist()
+                pixels = _pixel_strings(sp.images[lo:lo + 1024].numpy())
+                fh.writelines(b"%d,%s%s" % (lab, px, usage)
+                              for lab, px in zip(labels, pixels, strict=True))
     return path
 
 
 def write_folder(ds: FERDataset, root: str | Path) -> Path:
     """Write `ds` as the FER2013 folder variant: `root/train/<class>/Training_<k>.jpg` and
     `root/test/<class>/{PublicTest,PrivateTest}_<k>.jpg` (grayscale JPEG, quality 95);
-    `<k>` is unique across the whole dataset."""
+    `<k>` is unique across the whole dataset (the image's row in `write_fer2013_csv`)."""
     _check_fer(ds)
     root = Path(root)
     for folder in ("train", "test"):
         for cname in CANONICAL:
             (root / folder / cname).mkdir(parents=True, exist_ok=True)
+    jobs: list[tuple[np.ndarray, Path]] = []
     k = 0
     for s in SPLITS:
         if s not in ds.splits:
             continue
         sp = ds.splits[s]
-        arr = sp.images[:, 0].numpy()
-        for label, im in zip(sp.labels.tolist(), arr, strict=True):
-            out = root / FOLDER[s] / CANONICAL[label] / f"{USAGE[s]}_{k}.jpg"
-            Image.fromarray(im).save(out, quality=95)
+        for label, im in zip(sp.labels.tolist(), sp.images[:, 0].numpy(), strict=True):
+            jobs.append((im, root / FOLDER[s] / CANONICAL[label] / f"{USAGE[s]}_{k}.jpg"))
             k += 1
+
+    def save(job: tuple[np.ndarray, Path]) -> None:
+        Image.fromarray(job[0]).save(job[1], quality=95)
+
+    # PIL releases the GIL while encoding, so threads speed this up.
+    with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
+        list(pool.map(save, jobs))
     return root

@@ -27,13 +27,18 @@ EVENTS_FILE = Path("logs") / "cells.jsonl"
 # ------------------------------------------------------------------------------- cells as JSON
 
 def cell_from_config(config: dict) -> Cell:
-    """The inverse of `Cell.config()`; the id is unchanged (JSON lists hash like tuples)."""
-    train = dict(config["train"])
-    for f in fields(TrainConfig):
-        if isinstance(train.get(f.name), list):
-            train[f.name] = tuple(train[f.name])
+    """The inverse of `Cell.config()` (fields a config leaves out keep their defaults; JSON
+    lists become tuples again). The id is checked: a cell never runs under another's id."""
+    def tuples(d: dict) -> dict:
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+    train = TrainConfig(**tuples(config["train"]))
     keys = {f.name for f in fields(Cell)} - {"train"}
-    return Cell(**{k: config[k] for k in keys}, train=TrainConfig(**train))
+    cell = Cell(**tuples({k: v for k, v in config.items() if k in keys}), train=train)
+    if json.loads(json.dumps(cell.config())) != json.loads(json.dumps(config)):
+        raise FerBenchError("a cell sent to a worker does not rebuild to the same config "
+                            "(different fer-bench versions on the driver and the worker?)")
+    return cell
 
 
 # ---------------------------------------------------------------------------------- sharding
@@ -105,13 +110,16 @@ def run_job(payload: dict, on_progress: Callable[[dict], None] | None = None) ->
     from ..registry import load_plugin
     from ..runner import is_complete, run_plan
 
-    for p in payload.get("plugins") or []:
-        load_plugin(p)
+    cell, out = cell_from_config(payload["cell"]), Path(payload["out"])
+    try:
+        for p in payload.get("plugins") or []:
+            load_plugin(p)
+    except FerBenchError as e:  # e.g. a plugin path that only the driver's machine has
+        return {"cell_id": cell.cell_id, "status": "failed", "error": str(e)}
     if payload.get("threads"):
         import torch
 
         torch.set_num_threads(int(payload["threads"]))
-    cell, out = cell_from_config(payload["cell"]), Path(payload["out"])
     executor, rerun = payload.get("executor", "local"), bool(payload.get("rerun"))
     if rerun and result_signature(out, cell) != payload.get("since") and is_complete(out, cell):
         rerun = False  # an earlier attempt of this run already redid it: never twice

@@ -24,7 +24,10 @@ class CellAttemptFailed(Exception):
 
 
 def cell_task(payload: dict) -> dict:
-    report = run_job(payload)
+    try:
+        report = run_job(payload)
+    except Exception as e:  # only plain, picklable exceptions cross back to the driver
+        raise CellAttemptFailed(f"{type(e).__name__}: {e}") from None
     if report["status"] == "failed":
         raise CellAttemptFailed(report["error"])
     return report

@@ -23,13 +23,27 @@ def run_args(out: Path, backbones: str = "rel_tiny", seeds: str = "0,1,2",
             "--out", str(out), "--quiet", *extra]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def plugin():
-    """The fault plugin, loaded into this process (registers relfer and the rel_* backbones)."""
+    """The fault plugin, loaded into this process (registers relfer and the rel_* backbones),
+    and unregistered afterwards so that other tests see the registries as they were."""
+    from fer_bench.backbones import BACKBONES, parse_spec
+    from fer_bench.data import DATASETS
     from fer_bench.registry import load_plugin
 
+    parse_spec("timm:resnet18")  # built-in backbones register themselves on first use
+    registries = (BACKBONES, DATASETS)
+    before = [set(r.names()) for r in registries]  # names() also loads entry points first
+    modules = set(sys.modules)
     load_plugin(PLUGIN)
-    return PLUGIN
+    added = [set(r.names()) - names for r, names in zip(registries, before, strict=True)]
+    yield PLUGIN
+    for registry, names in zip(registries, added, strict=True):
+        for name in names:
+            registry._entries.pop(name, None)
+    for name in set(sys.modules) - modules:
+        if name.startswith("fer_bench_plugin_"):
+            del sys.modules[name]
 
 
 def cli(monkeypatch, capsys, args: list[str]) -> tuple[int, str, str]:
