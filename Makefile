@@ -25,6 +25,8 @@ lint: setup
 
 bench: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/perf/demo_time.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/perf/data_loading.py
+	$(BIN)/python benchmarks/perf/bootstrap_speed.py
 
 clean:
 	rm -rf $(VENV) runs build dist *.egg-info

@@ -3,6 +3,7 @@ from the backbone cards' measured tables or a build on the meta device (no weigh
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .backbones import describe
@@ -25,8 +26,29 @@ class Estimate:
         return [f"{self.params_m:.1f}", f"{self.trainable_m:.1f}", g, f"{self.state_gb:.2f}"]
 
 
+@functools.lru_cache(maxsize=None)
+def _describe(name: str):
+    return describe(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _open_clip_text_params(spec: str) -> float:
+    """Text-tower size of `open_clip:MODEL@W`: from a card with the same model when one exists
+    (measured once, stored in the card), else from a weightless build."""
+    from .backbones import cards
+    from .backbones.cards import read_card
+
+    model = spec.split(":", 1)[1].rsplit("@", 1)[0]
+    for path in cards().values():
+        card = read_card(path)
+        if card.family == "open_clip" and card.model == model and card.measured:
+            return float(card.measured.get("text_params_m", 0.0))
+    return _describe(spec).text_params_m
+
+
 def estimate(cell: Cell) -> Estimate:
-    cfg = describe(cell.backbone)
+    """Per-cell estimate; backbones and text towers are described once per process."""
+    cfg = _describe(cell.backbone)
     image_m = cfg.params_m
     text_m = 0.0
     if head_uses_text(cell.head):
@@ -36,7 +58,7 @@ def estimate(cell: Cell) -> Estimate:
         elif te in ("minilm", "default"):
             text_m = MINILM_PARAMS_M
         elif te.startswith("open_clip:"):
-            text_m = describe(te).text_params_m
+            text_m = _open_clip_text_params(te)
     regime = cell.train.regime
     frozen_heads = ("probe", "zeroshot")
     image_trains = cell.head not in frozen_heads and (regime in ("full", "image")

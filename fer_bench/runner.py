@@ -32,6 +32,7 @@ from . import __version__
 from .atomic import (
     WriteError,
     atomic_save_npz,
+    atomic_write_bytes,
     file_sha256,
     remove_stale_temps,
     write_json_atomic,
@@ -41,6 +42,7 @@ from .data import DATASETS, load_dataset
 from .errors import ConfigError, DataError, FerBenchError, UnknownNameError
 from .locks import LOCK_DIR, Lock, describe_owner, read_owner, try_lock
 from .plan import Cell, head_uses_text
+from .results.leaderboard import dataset_slug
 from .results.store import (
     RESULT_FILE,
     SCHEMA_VERSION,
@@ -53,6 +55,8 @@ from .text import load_prompt_set
 
 PREDICTIONS_FILE = "predictions.npz"
 ARTIFACTS_FILE = "artifacts.npz"
+CHECKPOINT_FILE = "checkpoint.safetensors"  # best-on-validation weights (--keep-checkpoints)
+LOG_FILE = "train.log"
 WAIT_POLL_S = 0.5
 
 
@@ -143,12 +147,14 @@ def check_combination(cell: Cell) -> None:
                               f"paired CLIP text tower, but {why}")
 
 
-def _dataset_classes(spec: str, load: bool) -> tuple[str, ...] | None:
+def _dataset_classes(spec: str, load: bool, check_paths: bool = True
+                     ) -> tuple[str, ...] | None:
     """The dataset's classes: from its registry entry when declared, else by loading it (the
     process keeps loaded datasets, so the cells reuse this load)."""
     name, _, arg = spec.partition(":")
+    name = name.partition("#")[0]  # synfer#n=700
     entry = DATASETS.get(name, hint="Datasets: `fer-bench data list`")
-    if entry.meta.get("takes_path"):
+    if entry.meta.get("takes_path") and check_paths:
         from .data import sources
 
         split = getattr(sources, "split_path_arg", None)  # NAME:PATH#options
@@ -170,14 +176,16 @@ def _dataset_classes(spec: str, load: bool) -> tuple[str, ...] | None:
         raise DataError(f"dataset {spec!r}: {type(e).__name__}: {e}") from e
 
 
-def validate_cells(cells: list[Cell], *, load_data: bool = False) -> None:
+def validate_cells(cells: list[Cell], *, load_data: bool = False,
+                   check_paths: bool = True) -> None:
     """Reject unknown names, impossible combinations and prompt sets that miss a dataset class,
     before anything is trained. With `load_data`, each dataset is loaded (once) so that missing
-    paths and malformed files fail here, and prompt sets are checked against its real classes."""
+    paths and malformed files fail here, and prompt sets are checked against its real classes.
+    `check_paths=False` (dry runs planned on another machine) skips dataset path checks."""
     for bb in dict.fromkeys(c.backbone for c in cells):
         check_backbone(bb)
-    classes = {ds: _dataset_classes(ds, load_data) for ds in dict.fromkeys(c.dataset
-                                                                           for c in cells)}
+    classes = {ds: _dataset_classes(ds, load_data, check_paths)
+               for ds in dict.fromkeys(c.dataset for c in cells)}
     for c in cells:
         check_combination(c)
         if head_uses_text(c.head):
@@ -306,6 +314,16 @@ def save_cell(out: Path, cell: Cell, result: dict, output=None) -> None:
                 arrays = {k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor)
                           else np.asarray(v) for k, v in artifacts.items()}
                 atomic_save_npz(cdir / ARTIFACTS_FILE, **arrays)
+            for spec, preds in (getattr(output, "cross_predictions", None) or {}).items():
+                name = f"predictions-{dataset_slug(spec)}.npz"
+                atomic_save_npz(cdir / name, compress=True, checksum=False, **preds)
+                result["cross"][spec]["predictions"] = name
+            if getattr(output, "checkpoint", None) is not None:
+                from safetensors.torch import save  # tensors only: loads without unpickling
+
+                state = {k: v.float() if v.is_floating_point() else v
+                         for k, v in output.checkpoint.items()}
+                atomic_write_bytes(cdir / CHECKPOINT_FILE, save(state))
         write_json_atomic(cdir / RESULT_FILE, json_safe(result))
     except WriteError as e:
         raise ResultNotSaved(e.path, f"{e}. Cell {cell.label} ({cell.cell_id}) finished "
@@ -317,11 +335,57 @@ def save_cell(out: Path, cell: Cell, result: dict, output=None) -> None:
 
 # ---------------------------------------------------------------------------------------- run
 
+class CellLog:
+    """`cells/<id>/train.log`: one line per epoch and the outcome, readable while a cell runs
+    (`tail -f`), kept for failed cells too. Logging never fails a cell."""
+
+    def __init__(self, cdir: Path, cell: Cell) -> None:
+        self.cdir, self.cell, self.file = cdir, cell, None
+
+    def __enter__(self) -> CellLog:
+        with contextlib.suppress(OSError):
+            self.cdir.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.cdir / LOG_FILE, "a")  # noqa: SIM115 (closed in __exit__)
+            self.write(f"start {self.cell.label} ({self.cell.cell_id})")
+        return self
+
+    def write(self, line: str) -> None:
+        if self.file is not None:
+            with contextlib.suppress(OSError):
+                self.file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+                self.file.flush()
+
+    def progress(self, inner: Callable[[dict], None] | None) -> Callable[[dict], None]:
+        def report(info: dict) -> None:
+            if info["step"] == info["steps"]:
+                self.write(f"epoch {info['epoch']}/{info['epochs']} train loss "
+                           f"{info['loss']:.4f}")
+            if inner:
+                inner(info)
+        return report
+
+    def done(self, output) -> None:
+        for h in output.history:
+            if "val_accuracy" in h:
+                self.write(f"epoch {h['epoch']} val accuracy {h['val_accuracy']:.4f} "
+                           f"val fear/disgust {h['val_fear_disgust']}")
+        m = output.metrics
+        self.write(f"done: test accuracy {m['accuracy']:.4f}, fear/disgust "
+                   f"{m['fear_disgust']}, checkpoint epoch {m.get('checkpoint_epoch')}")
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if exc is not None and not isinstance(exc, KeyboardInterrupt):
+            self.write(f"failed: {type(exc).__name__}: {exc}")
+        if self.file is not None:
+            self.file.close()
+
+
 def run_plan(cells: list[Cell], out: Path, *, rerun: bool = False, wait: bool = True,
              on_cell_start: Callable[[Cell, int], None] | None = None,
              on_progress: Callable[[dict], None] | None = None,
              on_cell_end: Callable[[Cell, dict], None] | None = None,
-             on_wait: Callable[[Cell, dict], None] | None = None) -> RunSummary:
+             on_wait: Callable[[Cell, dict], None] | None = None,
+             keep_checkpoints: bool = False) -> RunSummary:
     """Run every cell not already complete. Cells another live process is running are done
     last: with `wait`, this process waits for them and adopts their results (or runs them if
     that process died); without, they are left to it (listed in `busy` with their owner)."""
@@ -348,7 +412,9 @@ def run_plan(cells: list[Cell], out: Path, *, rerun: bool = False, wait: bool = 
             on_cell_start(cell, i)
         result = base_result(cell)
         try:
-            output = run_cell(cell, on_progress)
+            with CellLog(cdir, cell) as log:
+                output = run_cell(cell, log.progress(on_progress), keep_checkpoints)
+                log.done(output)
         except KeyboardInterrupt:
             raise
         except Exception as e:  # any failure is recorded; the matrix goes on
@@ -364,6 +430,8 @@ def run_plan(cells: list[Cell], out: Path, *, rerun: bool = False, wait: bool = 
             result["metrics"] = output.metrics
             result["timing"] = output.timing
             result["history"] = output.history
+            if output.cross:
+                result["cross"] = output.cross
         if output is None:
             _free_memory()  # here, not in `except`: the traceback there still holds the tensors
         result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -242,7 +242,9 @@ def test_slurm_dry_run_prints_sbatch_parameters(tmp_path: Path, monkeypatch, cap
         "--seeds", "0,1,2", "--out", str(out), "--executor", "slurm", "--dry-run",
         "--slurm-partition", "gpu", "--slurm-time", "2:00:00", "--slurm-mem", "32G",
         "--slurm-gpus", "2", "--cpus-per-cell", "8", "--slurm-array-parallelism", "2"])
-    main()
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 0
     text = capsys.readouterr().out
     for line in ("#SBATCH --partition=gpu", "#SBATCH --time=120", "#SBATCH --mem=32GB",
                  "#SBATCH --gpus-per-node=2", "#SBATCH --cpus-per-task=8",

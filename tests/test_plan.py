@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,74 @@ def test_bad_benchmark_files_name_the_key_and_file(tmp_path: Path, text, needle)
 def test_unknown_head_suggests_closest():
     with pytest.raises(UnknownNameError, match="lasted"):
         expand(Benchmark(backbones=["fer_cnn"], heads=["lasteed"]))
+
+
+def _bench(tmp_path: Path, text: str):
+    f = tmp_path / "b.toml"
+    f.write_text(text)
+    return load_benchmark(f)
+
+
+def test_overrides_skip_and_globs(tmp_path: Path):
+    bench = _bench(tmp_path, """
+[axes]
+backbones = ["clip_rn50*", "fer_cnn"]
+heads = ["lasted", "linear"]
+prompts = ["classnames", "facs"]
+[train]
+lr = 1e-3
+[[overrides]]
+backbone = "clip_*"
+train = { lr = 1e-5, batch_size = 16 }
+[[overrides]]
+head = "linear"
+train = { epochs = 2 }
+[[skip]]
+backbone = "clip_rn50x*"
+head = "linear"
+[[skip]]
+prompts = "facs"
+backbone = "fer_cnn"
+""")
+    cells = expand(bench)
+    names = {c.backbone for c in cells}
+    assert names == {"clip_rn50", "clip_rn50x4", "clip_rn50x16", "clip_rn50x64", "fer_cnn"}
+    for c in cells:
+        assert c.train.lr == (1e-5 if c.backbone.startswith("clip_") else 1e-3)
+        assert c.train.epochs == (2 if c.head == "linear" else TrainConfig().epochs)
+        assert not (c.backbone.startswith("clip_rn50x") and c.head == "linear")
+        assert not (c.backbone == "fer_cnn" and c.prompts == "facs")
+    # 4 clip x 2 prompts lasted + clip_rn50 linear + fer_cnn (classnames lasted + linear)
+    assert len(cells) == 8 + 1 + 2
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('[[overrides]]\nbackbone = "x"\n', "needs a non-empty 'train' table"),
+    ('[[overrides]]\nbackbone = "x"\ntrain = { lrr = 1 }\n', "train.lrr"),
+    ('[[skip]]\nbackbon = "x"\n', "unknown key(s) backbon"),
+    ('[eval]\ncross_datasets = "synfer"\n', "eval.cross_datasets"),
+])
+def test_bad_overrides_and_skips(tmp_path: Path, text, needle):
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        _bench(tmp_path, text)
+
+
+def test_glob_matching_nothing_is_an_error():
+    with pytest.raises(ConfigError, match="matches nothing"):
+        expand(Benchmark(backbones=["nonexistent_*"]))
+
+
+def test_cross_datasets_are_part_of_the_cell(tmp_path: Path):
+    bench = _bench(tmp_path, """
+[axes]
+backbones = ["fer_cnn"]
+heads = ["linear"]
+datasets = ["synfer:n=700"]
+[eval]
+cross_datasets = ["synfer:n=700,seed=1"]
+""")
+    (cell,) = expand(bench)
+    assert cell.cross == ("synfer:n=700,seed=1",)
+    assert cell.config()["cross"] == ["synfer:n=700,seed=1"]
+    plain = expand(Benchmark(backbones=["fer_cnn"], heads=["linear"], datasets=["synfer:n=700"]))
+    assert "cross" not in plain[0].config() and plain[0].cell_id != cell.cell_id

@@ -175,3 +175,26 @@ def test_training_options_run_and_are_recorded(tiny_dataset, options):
     assert 0 <= out.metrics["accuracy"] <= 1
     for k, v in options.items():
         assert cell.config()["train"][k] == v
+
+
+def test_cross_dataset_evaluation_maps_classes_by_name(aligned_world):
+    from fer_bench.classes import CANONICAL8
+
+    def make(n: int) -> Split:
+        labels = torch.arange(n) % 8
+        level = torch.where(labels == 7, 250, labels * 30 + 10)  # contempt: unknown to the model
+        images = level.to(torch.uint8).view(n, 1, 1, 1).expand(n, 1, 8, 8)
+        return Split(images.contiguous(), labels)
+
+    DATASETS.register("aligned_toy8", lambda arg=None, spec="": FERDataset(
+        "aligned_toy8", CANONICAL8, {"train": make(16), "val": make(16), "test": make(24)}),
+        overwrite=True)
+    cell = Cell("aligned_toy", "zeroshot", "aligned_toy", 0, "classnames", "default",
+                TrainConfig(), ("aligned_toy8",))
+    out = run_cell(cell)
+    cross = out.cross["aligned_toy8"]
+    assert cross["classes"] == list(CANONICAL)  # scored in the trained model's classes
+    assert cross["n_test"] == 21 and cross["accuracy"] == 1.0
+    assert cross["unscored_classes"] == {"contempt": 3}
+    assert "ci" in cross
+    assert len(out.cross_predictions["aligned_toy8"]["labels"]) == 21

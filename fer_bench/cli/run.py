@@ -50,6 +50,11 @@ def run(
     plugin: Annotated[list[Path] | None, typer.Option(
         help="Python file registering backbones/heads/datasets (repeatable).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    plain: Annotated[bool, typer.Option(
+        "--plain", help="Plain log lines instead of the live display (batch jobs).")] = False,
+    keep_checkpoints: Annotated[bool, typer.Option(
+        "--keep-checkpoints", help="Save each cell's best-on-validation weights "
+        "(cells/<id>/checkpoint.safetensors).")] = False,
     # -- where the cells run (fer_bench/executors, docs/clusters.md) --
     executor: Annotated[str, typer.Option(help="local | ray | slurm")] = "local",
     isolate: Annotated[bool, typer.Option(
@@ -105,6 +110,7 @@ def run(
     bench.train.validate("command line")
     cells = expand(bench)
     out = out or Path("runs") / bench.name
+    keep = keep_checkpoints or bench.keep_checkpoints
 
     # Executors (docs/clusters.md): the shard, torchrun, and cells run in other processes.
     from ..executors import ExecOptions, all_plugins
@@ -120,19 +126,32 @@ def run(
 
     from ..runner import validate_cells
 
-    if dry_run:
-        validate_cells(cells)
+    if dry_run:  # data may live on the machine that will run it: paths are only warned about
+        validate_cells(cells, check_paths=False)
+        _warn_missing_paths(cells)
         _print_plan(cells, out, fmt)
         ex.print_dry_run(cells, out, opts, bench.name, fmt)
         return
     if ex.under_torchrun():  # one cell across ranks: rank 0 runs the matrix, the rest follow
-        ex.on_ranks(lambda: _run_with_progress(cells, out, rerun, quiet, bench.name),
-                    bench.train.device)
+        ex.on_ranks(lambda: _run_with_progress(cells, out, rerun, quiet, bench.name, keep,
+                                               plain), bench.train.device)
         return
     if executor != "local" or isolate:
         ex.run_and_report(cells, out, opts, rerun, quiet, bench.name)
         return
-    _run_with_progress(cells, out, rerun, quiet, bench.name)
+    _run_with_progress(cells, out, rerun, quiet, bench.name, keep, plain)
+
+
+def _warn_missing_paths(cells) -> None:
+    from ..data.sources import split_path_arg
+
+    for spec in dict.fromkeys(c.dataset for c in cells):
+        _, sep, arg = spec.partition(":")
+        if sep and not spec.startswith("synfer"):
+            path = split_path_arg(arg, spec)[0]
+            if not path.exists():
+                err_console.print(f"[yellow]warning:[/yellow] dataset {spec!r}: {path} does "
+                                  "not exist here (a real run checks it before any work)")
 
 
 def _print_plan(cells, out: Path, fmt: str) -> None:
@@ -167,7 +186,8 @@ def _print_plan(cells, out: Path, fmt: str) -> None:
     console.print("shared training config: " + json.dumps(asdict(cells[0].train)))
 
 
-def _run_with_progress(cells, out: Path, rerun: bool, quiet: bool, name: str) -> None:
+def _run_with_progress(cells, out: Path, rerun: bool, quiet: bool, name: str,
+                       keep_checkpoints: bool = False, plain: bool = False) -> None:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -177,12 +197,12 @@ def _run_with_progress(cells, out: Path, rerun: bool, quiet: bool, name: str) ->
         TimeRemainingColumn,
     )
 
-    from ..results.leaderboard import build_rows, load_results, rich_table
+    from ..locks import describe_owner
     from ..runner import run_plan
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-                        disable=quiet, transient=False)
+                        disable=quiet or plain, transient=False)
     matrix = progress.add_task("[bold]matrix", total=len(cells))
     current = progress.add_task("", total=1, visible=False)
 
@@ -191,6 +211,9 @@ def _run_with_progress(cells, out: Path, rerun: bool, quiet: bool, name: str) ->
                         visible=True)
 
     def step(info):
+        if plain and not quiet and info["step"] == info["steps"]:  # batch jobs: epoch lines
+            console.print(f"  epoch {info['epoch']}/{info['epochs']} loss {info['loss']:.4f}",
+                          highlight=False)
         progress.update(current, total=info["steps"], completed=info["step"],
                         description=f"  epoch {info['epoch']}/{info['epochs']} "
                                     f"loss {info['loss']:.3f}")
@@ -207,18 +230,31 @@ def _run_with_progress(cells, out: Path, rerun: bool, quiet: bool, name: str) ->
                 f"({result['timing']['train_s']:.0f} s)")
 
     with progress:
-        summary = run_plan(cells, out, rerun=rerun, on_cell_start=start, on_progress=step,
-                           on_cell_end=lambda c, r: end(c, r))
+        summary = run_plan(
+            cells, out, rerun=rerun, on_cell_start=start, on_progress=step,
+            on_cell_end=lambda c, r: end(c, r), keep_checkpoints=keep_checkpoints,
+            on_wait=lambda c, owner: progress.console.print(
+                f"[yellow]waiting[/yellow] {c.label}: running in {describe_owner(owner)}"))
         progress.update(matrix, completed=len(cells))
         progress.update(current, visible=False)
+    print_summary(cells, out, summary, name)
+
+
+def print_summary(cells, out: Path, summary, name: str, where: str = "") -> None:
+    """The leaderboard of this run's cells and one line of counts; exit 1 when a cell failed.
+    Shared by every executor, so a run reads the same wherever its cells ran."""
+    from ..results.leaderboard import build_rows, load_results, rich_table
+
     loaded, _ = load_results([out])  # with predictions, so rows carry p-values vs the top
-    results = [r for r in loaded if r["cell_id"] in {c.cell_id for c in cells}]
+    ids = {c.cell_id for c in cells}
+    results = [r for r in loaded if r["cell_id"] in ids]
     console.print(rich_table(build_rows(results), f"{name}: ranked by fear/disgust (test, %)"))
-    console.print(f"{len(summary.ran)} ran, {len(summary.skipped)} skipped (already complete), "
-                  f"{len(summary.failed)} failed; results in {out}/cells/")
+    elsewhere = len(getattr(summary, "elsewhere", []))
+    console.print(f"{len(summary.ran)} ran, {len(summary.skipped)} skipped (already complete"
+                  + (f", {elsewhere} by another process" if elsewhere else "")
+                  + f"), {len(summary.failed)} failed; results in {out}/cells/"
+                  + (f" ({where})" if where else ""))
     if summary.failed:
         for cid, err in summary.failed.items():
             err_console.print(f"[red]failed[/red] {cid}: {err}")
         raise typer.Exit(1)
-
-

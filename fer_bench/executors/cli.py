@@ -58,8 +58,7 @@ def run_and_report(cells: list[Cell], out: Path, opts: ExecOptions, rerun: bool,
     """Run through an executor, print each cell as it ends, then the leaderboard; exit 1 when a
     cell failed (as the local path does)."""
     from ..cli.common import console, err_console
-    from ..results import read_results
-    from ..results.leaderboard import build_rows, rich_table
+    from ..cli.run import print_summary
 
     total, seen = len(cells), [0]
 
@@ -73,10 +72,4 @@ def run_and_report(cells: list[Cell], out: Path, opts: ExecOptions, rerun: bool,
                           f"{cell.label}")
 
     summary = execute(cells, out, opts, rerun=rerun, on_result=on_result)
-    ids = {c.cell_id for c in cells}
-    results = [r for r in read_results(out) if r["cell_id"] in ids]
-    console.print(rich_table(build_rows(results), f"{name}: ranked by fear/disgust (test, %)"))
-    console.print(f"{len(summary.ran)} ran, {len(summary.skipped)} skipped (already complete), "
-                  f"{len(summary.failed)} failed; results in {out}/cells/ ({opts.executor})")
-    if summary.failed:
-        raise typer.Exit(1)
+    print_summary(cells, out, summary, name, opts.executor)

@@ -8,12 +8,15 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from fer_bench.runner import run_plan
 
 from .conftest import SAFETY_S, Child, results_of, run_args
 from .test_kill import tiny_cells
 
 
+@pytest.mark.slow  # two child processes, one after the other
 def test_two_runs_share_the_matrix_and_run_each_cell_once(tmp_path: Path, plugin):
     out, log, gate = tmp_path / "run", tmp_path / "events.log", tmp_path / "gate"
     gate.touch()
