@@ -366,7 +366,7 @@ class CellLog:
 
     def done(self, output) -> None:
         for h in output.history:
-            if "val_accuracy" in h:
+            if "epoch" in h:  # SGD epochs (a probe's history lists weight decays instead)
                 self.write(f"epoch {h['epoch']} val accuracy {h['val_accuracy']:.4f} "
                            f"val fear/disgust {h['val_fear_disgust']}")
         m = output.metrics
@@ -413,7 +413,8 @@ def run_plan(cells: list[Cell], out: Path, *, rerun: bool = False, wait: bool = 
         result = base_result(cell)
         try:
             with CellLog(cdir, cell) as log:
-                output = run_cell(cell, log.progress(on_progress), keep_checkpoints)
+                output = run_cell(cell, log.progress(on_progress),
+                                  keep_checkpoint=keep_checkpoints)
                 log.done(output)
         except KeyboardInterrupt:
             raise

@@ -21,7 +21,8 @@ def run_dir(tmp_path_factory) -> Path:
     res = runner.invoke(app, ["run", "--backbones", "fer_cnn", "--heads", "lasted,linear",
                               "--prompts", "classnames,clip_fer2013", "--text-encoder", "minilm",
                               "--dataset", TINY, "--epochs", "2", "--seeds", "0",
-                              "--train", "image", "--out", str(out), "--quiet"])
+                              "--train", "image", "--out", str(out), "--quiet",
+                              "--keep-checkpoints"])
     assert res.exit_code == 0, res.output
     return out
 
@@ -126,3 +127,43 @@ def test_data_stats_json():
     assert stats["classes"] == list(CANONICAL)
     assert set(stats["splits"]) == {"train", "val", "test"}
     assert sum(sum(v.values()) for v in stats["splits"].values()) == 700
+
+
+def test_checkpoint_and_log_are_kept(run_dir: Path):
+    import torch
+    from safetensors.torch import load_file
+
+    from fer_bench.data import load_dataset
+    from fer_bench.data.transforms import Preprocess
+    from fer_bench.engine import build_model
+    from fer_bench.plan import Cell, TrainConfig
+
+    r = next(r for r in results(run_dir) if r["head"] == "linear")
+    cdir = run_dir / "cells" / r["cell_id"]
+    log = (cdir / "train.log").read_text()
+    assert "epoch 1/2" in log and "done: test accuracy" in log
+    # the kept weights reproduce the recorded test predictions
+    train = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v
+                           for k, v in r["config"]["train"].items()})
+    cell = Cell(r["backbone"], r["head"], r["dataset"], r["seed"], None, None, train)
+    ds = load_dataset(r["dataset"])
+    model, _, _ = build_model(cell, ds)
+    model.load_state_dict(load_file(cdir / "checkpoint.safetensors"))
+    model.eval()
+    pre = Preprocess(model.backbone.config, train.image_size or None)
+    with torch.no_grad():
+        preds = model(pre(ds.split("test").images)).argmax(1).numpy()
+    saved = np.load(cdir / "predictions.npz", allow_pickle=False)["preds"]
+    assert (preds == saved).all()
+
+
+def test_set_overrides_any_training_setting(tmp_path: Path):
+    res = runner.invoke(app, ["run", "--backbones", "fer_cnn", "--heads", "linear", "--dataset",
+                              TINY, "--set", "weight_decay=0.05", "--set", "balance=sampler",
+                              "--set", 'amp="off"', "--dry-run", "--format", "json",
+                              "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    train = json.loads(res.output)[0]["config"]["train"]
+    assert (train["weight_decay"], train["balance"], train["amp"]) == (0.05, "sampler", "off")
+    bad = runner.invoke(app, ["run", "--backbones", "fer_cnn", "--set", "wd=1", "--dry-run"])
+    assert bad.exit_code != 0 and "train.wd" in str(bad.exception)

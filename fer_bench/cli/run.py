@@ -36,6 +36,9 @@ def run(
         "--train", help="Regime: full | image | text | frozen.")] = None,
     image_size: Annotated[int | None, typer.Option(
         help="Resize inputs to this size (backbones without a fixed input size).")] = None,
+    settings: Annotated[list[str] | None, typer.Option(
+        "--set", help="Any training setting as KEY=VALUE in TOML syntax, repeatable: "
+        "--set weight_decay=0.05 --set amp='\"bf16\"' --set balance='\"sampler\"'.")] = None,
     no_pretrained: Annotated[bool, typer.Option(
         "--no-pretrained", help="Random init for every backbone (recorded in results).")] = False,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N")] = None,
@@ -104,6 +107,7 @@ def run(
     flags = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "regime": train,
              "image_size": image_size, "device": device}
     flags = {k: v for k, v in flags.items() if v is not None}
+    flags.update(parse_settings(settings or []))
     if no_pretrained:
         flags["pretrained"] = False
     bench.train = replace(bench.train, **coerce_train(flags, "command line"))
@@ -140,6 +144,24 @@ def run(
         ex.run_and_report(cells, out, opts, rerun, quiet, bench.name)
         return
     _run_with_progress(cells, out, rerun, quiet, bench.name, keep, plain)
+
+
+def parse_settings(items: list[str]) -> dict:
+    """`--set KEY=VALUE` -> {KEY: value}; VALUE is TOML (numbers, true/false, "strings", [lists]),
+    and a bare word is taken as a string. Keys and types are checked like a [train] table."""
+    import tomllib
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise FerBenchError(f"--set {item!r}: expected KEY=VALUE, e.g. --set weight_decay=0.05")
+        key = key.strip().removeprefix("train.")
+        try:
+            out[key] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = value.strip()  # a bare word: balance=sampler
+    return out
 
 
 def _warn_missing_paths(cells) -> None:

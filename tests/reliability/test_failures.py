@@ -106,8 +106,8 @@ def test_non_finite_numbers_in_a_result_are_written_as_null(tmp_path: Path, plug
 
     real = engine.run_cell
 
-    def diverged_validation(cell, progress=None):
-        output = real(cell, progress)
+    def diverged_validation(cell, progress=None, *args, **kwargs):
+        output = real(cell, progress, *args, **kwargs)
         output.history[0]["val_loss"] = float("inf")  # e.g. overflowing validation logits
         return output
 

@@ -90,7 +90,7 @@ def test_names_with_paths_stay_inside_the_output_directory(tmp_path: Path, plugi
 
     evil_weights = tmp_path / "outside" / ".." / ".." / "escape.pth"
 
-    def fake(cell, progress=None):
+    def fake(cell, progress=None, **_):
         raise RuntimeError("not built")  # the cell fails; its files must still stay inside
 
     monkeypatch.setattr(engine, "run_cell", fake)
