@@ -26,12 +26,12 @@ class Estimate:
         return [f"{self.params_m:.1f}", f"{self.trainable_m:.1f}", g, f"{self.state_gb:.2f}"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _describe(name: str):
     return describe(name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _open_clip_text_params(spec: str) -> float:
     """Text-tower size of `open_clip:MODEL@W`: from a card with the same model when one exists
     (measured once, stored in the card), else from a weightless build."""

