@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import UnknownNameError
+from ..errors import FerBenchError, UnknownNameError
 from . import BackboneSpec, family
 from .base import Backbone, BackboneConfig, count_params_m
 from .weights import hub_access, is_local_file, local_file, missing_weights_error
@@ -60,6 +60,10 @@ def build_timm(spec: BackboneSpec, *, load_weights: bool = True,
             raise UnknownNameError("timm pretrained tag", arch, tags) from e
         if not load_weights:
             raise
+        if local and "weights_only" in str(e).replace(" ", "_").lower():
+            raise FerBenchError(f"backbone {spec.name!r}: {spec.weights} is not a plain tensor "
+                                "checkpoint: refused to unpickle it (it needs code to load; "
+                                "torch.load(weights_only=True))") from e
         raise missing_weights_error(spec.name, _describe_source(arch), e) from e
     except (OSError, ValueError) as e:
         if not load_weights:
