@@ -38,7 +38,8 @@ from .atomic import (
     write_json_atomic,
 )
 from .backbones import BACKBONES, BackboneSpec, parse_spec
-from .data import DATASETS, load_dataset
+from .data import load_dataset
+from .data.sources import dataset_entry, dataset_path
 from .errors import ConfigError, DataError, FerBenchError, UnknownNameError
 from .locks import LOCK_DIR, Lock, describe_owner, read_owner, try_lock
 from .plan import Cell, head_uses_text
@@ -151,18 +152,10 @@ def _dataset_classes(spec: str, load: bool, check_paths: bool = True
                      ) -> tuple[str, ...] | None:
     """The dataset's classes: from its registry entry when declared, else by loading it (the
     process keeps loaded datasets, so the cells reuse this load)."""
-    name, _, arg = spec.partition(":")
-    name = name.partition("#")[0]  # synfer#n=700
-    entry = DATASETS.get(name, hint="Datasets: `fer-bench data list`")
-    if entry.meta.get("takes_path") and check_paths:
-        from .data import sources
-
-        split = getattr(sources, "split_path_arg", None)  # NAME:PATH#options
-        if not arg:
-            raise ConfigError(f"dataset {spec!r}: expected {name}:PATH")
-        path = split(arg, spec)[0] if split else Path(arg).expanduser()
-        if not path.exists():
-            raise DataError(f"dataset {spec!r}: {path} does not exist")
+    entry = dataset_entry(spec)
+    path = dataset_path(spec) if check_paths else None
+    if path is not None and not path.exists():
+        raise DataError(f"dataset {spec!r}: {path} does not exist")
     declared = entry.meta.get("classes")
     if declared and not load:
         return tuple(declared)

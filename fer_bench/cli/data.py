@@ -17,11 +17,9 @@ SkipBad = Annotated[int | None, typer.Option(
 
 def _spec_with(spec: str, **opts: object) -> str:
     """Add options (only datasets read from disk take skip_bad/cache)."""
-    from ..data import DATASETS
-    from ..data.sources import with_options
+    from ..data.sources import dataset_entry, with_options
 
-    name = spec.partition(":")[0].partition("#")[0]
-    if not DATASETS.get(name, hint="Datasets: `fer-bench data list`").meta.get("takes_path"):
+    if not dataset_entry(spec).meta.get("takes_path"):
         return spec
     return with_options(spec, **{k: v for k, v in opts.items() if v is not None})
 

@@ -165,15 +165,15 @@ def parse_settings(items: list[str]) -> dict:
 
 
 def _warn_missing_paths(cells) -> None:
-    from ..data.sources import split_path_arg
+    from ..data.sources import dataset_path, split_spec
 
     for spec in dict.fromkeys(c.dataset for c in cells):
-        _, sep, arg = spec.partition(":")
-        if sep and not spec.startswith("synfer"):
-            path = split_path_arg(arg, spec)[0]
-            if not path.exists():
-                err_console.print(f"[yellow]warning:[/yellow] dataset {spec!r}: {path} does "
-                                  "not exist here (a real run checks it before any work)")
+        if not split_spec(spec)[1]:  # no path given: nothing to look for here
+            continue
+        path = dataset_path(spec)
+        if path is not None and not path.exists():
+            err_console.print(f"[yellow]warning:[/yellow] dataset {spec!r}: {path} does "
+                              "not exist here (a real run checks it before any work)")
 
 
 def _print_plan(cells, out: Path, fmt: str) -> None:

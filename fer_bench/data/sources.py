@@ -217,16 +217,34 @@ def folder(arg: str | None = None, spec: str = "folder") -> FERDataset:
     return load_folder(path, opts, spec)
 
 
+def split_spec(spec: str) -> tuple[str, str]:
+    """`NAME[:ARG]` or `NAME#opts` -> (NAME, ARG), ARG keeping any `#opts`."""
+    name, colon, arg = spec.strip().partition(":")
+    if not colon and "#" in name:
+        name, _, arg = name.partition("#")
+        arg = "#" + arg
+    return name, arg
+
+
+def dataset_entry(spec: str):
+    """The registry entry a spec names (unknown names fail with the closest known ones)."""
+    return DATASETS.get(split_spec(spec)[0], hint="Datasets: `fer-bench data list`")
+
+
+def dataset_path(spec: str) -> Path | None:
+    """The file or folder a dataset read from disk points at; None for generated datasets."""
+    if not dataset_entry(spec).meta.get("takes_path"):
+        return None
+    return split_path_arg(split_spec(spec)[1], spec)[0]
+
+
 def load_dataset(spec: str, *, reuse: bool = True) -> FERDataset:
     """Load a dataset by spec; `reuse` returns the copy this process already loaded."""
     spec = spec.strip()
     if reuse and spec in _LOADED:
         return _LOADED[spec]
-    name, colon, arg = spec.partition(":")
-    if not colon and "#" in name:
-        name, _, arg = name.partition("#")
-        arg = "#" + arg
-    entry = DATASETS.get(name, hint="Datasets: `fer-bench data list`")
+    arg = split_spec(spec)[1]
+    entry = dataset_entry(spec)
     try:
         ds = entry.obj(arg or None, spec=spec)
     except FerBenchError:
