@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from fer_bench.classes import CANONICAL, CANONICAL8
-from fer_bench.data import load_dataset
 from fer_bench.data.ferplus import process_votes
 
 from .test_datasets_fixtures import (
@@ -17,6 +16,7 @@ from .test_datasets_fixtures import (
     _cache_dir,  # noqa: F401  (autouse: cache under tmp_path)
     _v,
     decoded_classes,
+    load,
     write_affectnet_lists,
     write_affectnet_npy,
     write_fer_csv,
@@ -26,10 +26,6 @@ from .test_datasets_fixtures import (
     write_generic_folder,
     write_rafdb,
 )
-
-
-def load(spec: str):
-    return load_dataset(spec, reuse=False)
 
 
 def assert_consistent(ds, classes=CANONICAL) -> None:

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from fer_bench.data import load_dataset
 from fer_bench.data.cache import cache_dir
 from fer_bench.errors import ConfigError, DataError
 
 from .test_datasets_fixtures import (
     _cache_dir,  # noqa: F401  (autouse: cache under tmp_path)
     entries,
+    load,
     pixels,
     write_affectnet_lists,
     write_fer_csv,
@@ -24,10 +24,6 @@ from .test_datasets_fixtures import (
     write_generic_folder,
     write_rafdb,
 )
-
-
-def load(spec: str):
-    return load_dataset(spec, reuse=False)
 
 
 def fer_with_line(tmp_path, bad_line: str, at: int = 3):

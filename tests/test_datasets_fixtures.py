@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from fer_bench.classes import CANONICAL8
+from fer_bench.data import load_dataset
 
 VALUE = {c: 20 + 30 * i for i, c in enumerate(CANONICAL8)}   # angry 20 ... contempt 230
 SEVEN = CANONICAL8[:7]
@@ -29,6 +30,11 @@ USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
 @pytest.fixture(autouse=True)
 def _cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("FER_BENCH_CACHE", str(tmp_path / "cache"))
+
+
+def load(spec: str):
+    """Load afresh (not the process's cached copy): each test writes its own files."""
+    return load_dataset(spec, reuse=False)
 
 
 def entries(splits=("train", "val", "test"), classes=SEVEN) -> list[tuple[str, str]]:
