@@ -24,9 +24,7 @@ lint: setup
 	$(BIN)/ruff check .
 
 bench: setup
-	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/perf/demo_time.py
-	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/perf/data_loading.py
-	$(BIN)/python benchmarks/perf/bootstrap_speed.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/perf/run_all.py
 
 clean:
 	rm -rf $(VENV) runs build dist *.egg-info

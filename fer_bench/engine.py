@@ -7,8 +7,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -16,18 +15,29 @@ from torch import nn
 
 from . import distributed  # DDP hooks (torchrun): no-ops in one process
 from .backbones import Backbone, create_backbone
-from .data import FERDataset, Split, load_dataset
+from .compute import (
+    autocast_for,
+    enable_tf32,
+    is_out_of_memory,
+    maybe_compile,
+    release_memory,
+    wants_channels_last,
+)
+from .data import FERDataset, load_dataset
 from .data.targets import soft_target_loss
-from .data.transforms import Preprocess, merge_crops
+from .data.transforms import Preprocess
 from .errors import ConfigError, DataError, FerBenchError
 from .heads import HEADS, ClassText, Head, create_head, fit_logistic
+from .inputs import FeatureInputs, ImageInputs, frozen_image_encoder
 from .plan import Cell, TrainConfig, head_uses_text
 from .regimes import apply_regime, freeze_norm_statistics
 from .results.metrics import compute_metrics
 from .results.stats import intervals
+from .tensor_cache import TensorCache
 from .text import TextEncoder, create_text_encoder, load_prompt_set
 
 ProgressFn = Callable[[dict], None]
+CUDA_SYNC_EVERY = 20  # CUDA steps between loss checks (finite?) and progress-bar loss updates
 
 
 class CellFailure(FerBenchError):
@@ -55,13 +65,6 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def autocast_for(device: torch.device, amp: str):
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return nullcontext, None
-    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
-    return (lambda: torch.autocast(device.type, dtype=dtype)), dtype
-
-
 class CellModel(nn.Module):
     def __init__(self, backbone: Backbone, head: Head) -> None:
         super().__init__()
@@ -87,7 +90,8 @@ def build_text(cell: Cell, backbone: Backbone) -> TextEncoder | None:
     return copy.deepcopy(_TEXT_CACHE[spec])
 
 
-def build_model(cell: Cell, dataset: FERDataset) -> tuple[CellModel, TextEncoder | None, dict]:
+def build_model(cell: Cell, dataset: FERDataset, cache: TensorCache | None = None
+                ) -> tuple[CellModel, TextEncoder | None, dict]:
     torch.manual_seed(cell.seed)  # random init is part of the seeded experiment
     backbone = create_backbone(cell.backbone, pretrained=cell.train.pretrained)
     text = build_text(cell, backbone)
@@ -104,7 +108,7 @@ def build_model(cell: Cell, dataset: FERDataset) -> tuple[CellModel, TextEncoder
             raise ConfigError(f"head {cell.head!r} needs the backbone's paired CLIP text tower; "
                               f"{cell.backbone!r} with text encoder {text.name!r} has none")
         class_text = ClassText(text, prompts, cell.train.prompt_sampling,
-                               prompt_set.learned_context)
+                               prompt_set.learned_context, cache=cache)
         if class_text.context is not None:
             context.append(class_text.context.ctx)
         head = create_head(cell.head, feature_dim=dim, n_classes=n_classes,
@@ -138,25 +142,6 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-@torch.no_grad()
-def forward_all(module: nn.Module, pre: Preprocess, images: torch.Tensor, device: torch.device,
-                batch_size: int, autocast, tta: str = "none") -> torch.Tensor:
-    """module(preprocessed images) for all images, in batches: float32 on the CPU. With
-    tta="tencrop", each image's output is the mean over its ten crops (FER2013 convention)."""
-    module.eval()
-    distributed.sync_buffers(module)  # DDP: every rank evaluates rank 0's model
-    rows = distributed.eval_range(len(images))  # DDP: this rank's slice; else all rows
-    out = []
-    step = max(1, batch_size // 10) if tta == "tencrop" else batch_size
-    for i in range(rows.start, rows.stop, step):
-        batch = images[i:min(i + step, rows.stop)].to(device, non_blocking=True)
-        x = pre.ten_crop(batch) if tta == "tencrop" else pre(batch)
-        with autocast():
-            y = module(x).float()
-        out.append((merge_crops(y) if tta == "tencrop" else y).cpu())
-    return distributed.gather_rows(torch.cat(out), len(images))  # DDP: all rows, in order
-
-
 class ClassBalance:
     """The imbalance options (off by default): class-balanced sampling, class-weighted loss,
     and logit adjustment (train on logits + tau * log prior; predict with plain logits)."""
@@ -185,13 +170,15 @@ def score_of(metrics: dict, loss: float, select: str) -> float:
     return -loss if select == "loss" else (metrics[select] or 0.0)
 
 
-def train_sgd(model: CellModel, text: TextEncoder | None, pre: Preprocess, dataset: FERDataset,
-              cell: Cell, device: torch.device, autocast,
-              progress: ProgressFn | None) -> tuple[int, list[dict]]:
-    """The training loop; keeps the state of the best validation epoch. Returns (epoch, history)."""
+def train_sgd(model: CellModel, inputs: ImageInputs, dataset: FERDataset, cell: Cell,
+              device: torch.device, amp: torch.dtype | None, compile_model: bool = False,
+              progress: ProgressFn | None = None) -> tuple[int, list[dict]]:
+    """The training loop; keeps the state of the best validation epoch. Returns (epoch, history).
+    Each epoch records its training throughput (steps only, not validation)."""
     cfg = cell.train
     train, val = dataset.split("train"), dataset.split("val")
-    params = [p for p in model.parameters() if p.requires_grad]
+    module = inputs.module  # the whole model, or only the head over cached features
+    params = [p for p in module.parameters() if p.requires_grad]
     if not params:
         raise ConfigError(f"cell {cell.label}: nothing to train under regime {cfg.regime!r}")
     opt = make_optimizer(params, cfg)
@@ -200,83 +187,93 @@ def train_sgd(model: CellModel, text: TextEncoder | None, pre: Preprocess, datas
     warmup = int(cfg.warmup_epochs * steps_per_epoch / cfg.accum_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, updates, warmup, cfg.schedule))
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)  # fp16 only
     gen = torch.Generator().manual_seed(cell.seed)
     balance = ClassBalance(train.labels, len(dataset.classes), cfg, device)
-    images = train.images.pin_memory() if device.type == "cuda" else train.images
-    net = distributed.wrap_model(model, device)  # DDP: averages gradients; else `model`
+    if device.type == "cuda" and not isinstance(inputs, FeatureInputs):
+        train = replace(train, images=train.images.pin_memory())  # async host-to-device copies
+    net = maybe_compile(distributed.wrap_model(module, device), compile_model)  # DDP: averages
+    labels = train.labels.to(device)
+    check_every = CUDA_SYNC_EVERY if device.type == "cuda" else 1  # CPU: syncs are free
 
     best_score, best_state, best_epoch, stale = -math.inf, None, 0, 0
     history: list[dict] = []
     for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        freeze_norm_statistics(model)
+        module.train()
+        freeze_norm_statistics(module)
         order = balance.order(len(train), gen)
-        loss_sum, n_seen = 0.0, 0
+        loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step
+        n_seen = 0
         opt.zero_grad(set_to_none=True)
+        t_epoch = time.perf_counter()
         for step in range(steps_per_epoch):
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            x = pre(images[idx].to(device, non_blocking=True), train=True, generator=gen)
+            x = inputs.train_batch(train, idx, gen, epoch)
             # DDP: this rank's slice of the global batch (augmented whole, as in one process)
             x, idx = distributed.shard_batch(x, idx)
-            y = train.labels[idx].to(device, non_blocking=True)
-            with autocast():
+            with inputs.autocast():
                 logits = net(x)
             if train.targets is not None:  # FERPlus probability / multi_target labels
                 loss = soft_target_loss(logits.float(), train.targets[idx].to(device),
                                         dataset.meta["targets"])
             else:
-                loss = balance.loss(model.head, logits.float(), y)
+                loss = balance.loss(model.head, logits.float(), labels[idx.to(device)])
             step_loss = distributed.average(loss.detach())  # DDP: the global batch's loss
-            if not torch.isfinite(step_loss):
-                raise CellFailure(f"non-finite loss ({step_loss.item()}) at epoch {epoch}, step "
-                                  f"{step + 1}; stopped this cell (try a lower lr or amp=off)")
-            (loss / cfg.accum_steps).backward()
+            scaler.scale(loss / cfg.accum_steps).backward()
             if (step + 1) % cfg.accum_steps == 0 or step + 1 == steps_per_epoch:
+                scaler.unscale_(opt)
                 if cfg.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                opt.step()
+                scaler.step(opt)
+                scaler.update()
                 sched.step()
                 opt.zero_grad(set_to_none=True)
-            loss_sum += step_loss.item() * len(idx)
+            loss_sum += step_loss * len(idx)
             n_seen += len(idx)
+            if step % check_every == 0 or step + 1 == steps_per_epoch:
+                shown = float(loss_sum) / n_seen  # a device sync: on CUDA not every step
+                if not math.isfinite(shown):
+                    raise CellFailure(f"non-finite loss ({float(step_loss)}) at epoch {epoch}, "
+                                      f"step {step + 1}; stopped this cell (try a lower lr or "
+                                      "amp=off)")
             if progress:
                 progress({"epoch": epoch, "epochs": cfg.epochs, "step": step + 1,
-                          "steps": steps_per_epoch, "loss": loss_sum / n_seen})
-        if text is not None:
+                          "steps": steps_per_epoch, "loss": shown})
+        train_loss = float(loss_sum) / max(1, n_seen)
+        epoch_s = time.perf_counter() - t_epoch
+        if model.head.uses_text:
             model.head.class_text.invalidate()
-        val_logits = forward_all(model, pre, val.images, device, cfg.eval_batch_size, autocast)
+        val_logits = inputs.logits(val.images, what="val features")
         val_metrics = compute_metrics(val.labels.numpy(), val_logits.argmax(1).numpy(),
                                       dataset.classes)
         val_loss = float(model.head.loss(val_logits.to(device), val.labels.to(device)).item())
         score = score_of(val_metrics, val_loss, cfg.select_metric)
-        history.append({"epoch": epoch, "train_loss": loss_sum / max(1, n_seen),
+        history.append({"epoch": epoch, "train_loss": train_loss,
                         "val_loss": val_loss, "val_accuracy": val_metrics["accuracy"],
                         "val_fear_disgust": val_metrics["fear_disgust"],
-                        "lr": opt.param_groups[0]["lr"]})
+                        "lr": opt.param_groups[0]["lr"], "train_s": round(epoch_s, 3),
+                        "train_images_per_s": round(n_seen / max(epoch_s, 1e-9), 1)})
         if score > best_score:
             best_score, best_epoch, stale = score, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            # the trained part only: a frozen encoder's weights never change
+            best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
         else:
             stale += 1
             if cfg.patience and stale >= cfg.patience:
                 history[-1]["early_stop"] = True
                 break
     if best_state is not None:
-        model.load_state_dict(best_state)
+        module.load_state_dict(best_state)
     return best_epoch, history
 
 
-def fit_probe(model: CellModel, pre: Preprocess, dataset: FERDataset, cell: Cell,
-              device: torch.device, autocast) -> list[dict]:
+def fit_probe(model: CellModel, inputs: ImageInputs, dataset: FERDataset,
+              cell: Cell) -> list[dict]:
     """Fit the probe's weights on frozen features; weight decay chosen on validation only."""
     cfg = cell.train
-
-    def feats(split: Split) -> torch.Tensor:
-        return forward_all(model.backbone, pre, split.images, device, cfg.eval_batch_size,
-                           autocast)
-
     train, val = dataset.split("train"), dataset.split("val")
-    ftr, fval = feats(train), feats(val)
+    ftr = inputs.features(train.images, what="train features")
+    fval = inputs.features(val.images, what="val features")
     mean, std = ftr.mean(0), ftr.std(0).clamp_min(1e-6)
     ztr, zval = (ftr - mean) / std, (fval - mean) / std
     n_classes = len(dataset.classes)
@@ -301,8 +298,7 @@ def fit_probe(model: CellModel, pre: Preprocess, dataset: FERDataset, cell: Cell
     return history
 
 
-def evaluate_cross(model: CellModel, pre: Preprocess, trained: FERDataset, spec: str,
-                   device: torch.device, cfg: TrainConfig, autocast
+def evaluate_cross(inputs: ImageInputs, trained: FERDataset, spec: str, cfg: TrainConfig
                    ) -> tuple[dict, dict[str, np.ndarray]]:
     """Evaluate on another dataset's test split, classes mapped by name. Images of classes the
     model was not trained on cannot be scored: they are counted and reported, not hidden."""
@@ -312,8 +308,7 @@ def evaluate_cross(model: CellModel, pre: Preprocess, trained: FERDataset, spec:
                                for c in other.classes])
     mapped = to_trained[test.labels]
     keep = mapped >= 0
-    logits = forward_all(model, pre, test.images[keep], device, cfg.eval_batch_size, autocast,
-                         cfg.tta)
+    logits = inputs.logits(test.images[keep], cfg.tta, what=f"{spec} test features")
     labels, preds = mapped[keep].numpy(), logits.argmax(1).numpy()
     metrics = compute_metrics(labels, preds, trained.classes)
     metrics["ci"] = intervals(labels, preds, trained.classes)
@@ -326,6 +321,38 @@ def evaluate_cross(model: CellModel, pre: Preprocess, trained: FERDataset, spec:
 
 def run_cell(cell: Cell, progress: ProgressFn | None = None,
              keep_checkpoint: bool = False) -> CellOutput:
+    """One cell; on out-of-memory (CUDA), retried from scratch with the batch halved and the
+    gradient accumulation doubled -- the same effective batch -- until it fits (recorded)."""
+    retries: list[dict] = []
+    while True:
+        try:
+            out = _run_cell_once(cell, progress, keep_checkpoint)
+        except Exception as e:
+            cfg = cell.train
+            if not (cfg.oom_retry and is_out_of_memory(e)):
+                raise
+            if cfg.batch_size == 1 and cfg.eval_batch_size == 1:
+                first = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+                raise CellFailure(f"{first} -- still out of memory at batch size 1 after "
+                                  f"{len(retries)} halvings; try amp=bf16, a smaller "
+                                  "image_size or a regime that freezes the image tower") from e
+            retries.append({"batch_size": cfg.batch_size, "accum_steps": cfg.accum_steps,
+                            "eval_batch_size": cfg.eval_batch_size,
+                            "error": str(e).splitlines()[0][:200] if str(e) else "OOM"})
+            halved = cfg.batch_size > 1
+            cell = replace(cell, train=replace(
+                cfg, batch_size=max(1, cfg.batch_size // 2),
+                accum_steps=cfg.accum_steps * 2 if halved else cfg.accum_steps,
+                eval_batch_size=max(1, cfg.eval_batch_size // 2)))
+            release_memory(pick_device(cfg.device))
+            continue
+        if retries:
+            out.resolved["compute"]["oom_retries"] = retries
+        return out
+
+
+def _run_cell_once(cell: Cell, progress: ProgressFn | None,
+                   keep_checkpoint: bool) -> CellOutput:
     cfg = cell.train
     distributed.announce(cell)  # torchrun: rank 0 tells the other ranks to join this cell
     device = pick_device(cfg.device)
@@ -335,18 +362,35 @@ def run_cell(cell: Cell, progress: ProgressFn | None = None,
     if missing:
         raise DataError(f"dataset {cell.dataset!r} has no {', '.join(missing)} split(s) "
                         f"(has: {', '.join(dataset.splits)}); a cell needs train, val and test")
-    model, text, resolved = build_model(cell, dataset)
-    model.to(device)
+    cache = TensorCache(enabled=cfg.feature_cache)
+    model, text, resolved = build_model(cell, dataset, cache)
     pre = Preprocess(model.backbone.config, cfg.image_size or None)
-    autocast, amp_dtype = autocast_for(device, cfg.amp)
+    autocast, amp = autocast_for(device, cfg.amp)
+    channels_last = wants_channels_last(cfg.channels_last, device, model.backbone.encoder)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    frozen = frozen_image_encoder(model)
+    if frozen and cfg.feature_cache:
+        inputs: ImageInputs = FeatureInputs(model, pre, device, autocast, cfg, cache, str(amp),
+                                            channels_last)
+    else:
+        inputs = ImageInputs(model, pre, device, autocast, cfg, channels_last)
     resolved["preprocess"] = pre.describe()
     resolved["dataset"] = {"classes": list(dataset.classes), **dataset.meta}
-    resolved["device"], resolved["amp"] = str(device), str(amp_dtype) if amp_dtype else "off"
+    resolved["device"], resolved["amp"] = str(device), str(amp) if amp else "off"
+    compute = {"amp": resolved["amp"], "channels_last": channels_last,
+               "tf32": enable_tf32(device, cfg.tf32), "compile": cfg.compile,
+               "batch_size": cfg.batch_size, "accum_steps": cfg.accum_steps,
+               "eval_batch_size": cfg.eval_batch_size,
+               "image_features": "cached" if isinstance(inputs, FeatureInputs) else
+               ("computed per step (feature_cache off)" if frozen else "computed per step")}
+    resolved["compute"] = compute
 
     if cell.head == "probe":
-        history, best_epoch = fit_probe(model, pre, dataset, cell, device, autocast), 0
+        history, best_epoch = fit_probe(model, inputs, dataset, cell), 0
     elif model.head.trains:
-        best_epoch, history = train_sgd(model, text, pre, dataset, cell, device, autocast,
+        best_epoch, history = train_sgd(model, inputs, dataset, cell, device, amp, cfg.compile,
                                         progress)
     else:  # zero-shot
         history, best_epoch = [], 0
@@ -356,7 +400,7 @@ def run_cell(cell: Cell, progress: ProgressFn | None = None,
     test = dataset.split("test")
     if text is not None:
         model.head.class_text.invalidate()
-    logits = forward_all(model, pre, test.images, device, cfg.eval_batch_size, autocast, cfg.tta)
+    logits = inputs.logits(test.images, cfg.tta, what="test features")
     preds = logits.argmax(1)
     metrics = compute_metrics(test.labels.numpy(), preds.numpy(), dataset.classes)
     # 95% bootstrap intervals over test images (1000 resamples, seed 0: the leaderboard's own)
@@ -369,11 +413,13 @@ def run_cell(cell: Cell, progress: ProgressFn | None = None,
     cross, cross_predictions = {}, {}
     t2 = time.perf_counter()
     for spec in cell.cross:
-        cross[spec], cross_predictions[spec] = evaluate_cross(model, pre, dataset, spec, device,
-                                                              cfg, autocast)
+        cross[spec], cross_predictions[spec] = evaluate_cross(inputs, dataset, spec, cfg)
     timing = {"train_s": round(train_s, 3), "eval_s": round(eval_s, 3)}
+    if history and "train_images_per_s" in history[-1]:
+        timing["train_images_per_s"] = history[-1]["train_images_per_s"]
     if cell.cross:
         timing["cross_s"] = round(time.perf_counter() - t2, 3)
+    compute["caches"] = cache.log
     checkpoint = ({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
                   if keep_checkpoint else None)
     return CellOutput(

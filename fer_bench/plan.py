@@ -62,6 +62,14 @@ class TrainConfig:
     text_encoder: str = "minilm"      # for backbones without a paired text tower
     eval_batch_size: int = 256
     device: str = "auto"              # auto | cpu | cuda | cuda:N
+    # Speed levers (see README "Speed"); none changes what is measured beyond float rounding,
+    # except feature_views, which sets how many augmented views a frozen encoder trains on.
+    feature_cache: bool = True        # frozen image encoder: features computed once, on disk
+    feature_views: int = 1            # 1: un-augmented features; V: + V-1 augmented views
+    channels_last: str = "auto"       # auto (conv nets on CUDA) | on | off
+    compile: bool = False             # torch.compile the trained module
+    tf32: bool = True                 # TF32 matmuls on Ampere+ GPUs
+    oom_retry: bool = True            # CUDA OOM: halve the batch, double accumulation, retry
 
     @property
     def partial_blocks(self) -> int:
@@ -91,6 +99,8 @@ class TrainConfig:
                 isinstance(w, int | float) and w >= 0 for w in self.probe_weight_decays),
              "probe_weight_decays must be a non-empty list of numbers >= 0"),
             (self.image_size >= 0, "image_size must be >= 0"),
+            (self.feature_views >= 1, "feature_views must be >= 1"),
+            (self.channels_last in ("auto", "on", "off"), "channels_last must be auto, on or off"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -260,6 +270,12 @@ def expand_backbones(names: list[str]) -> list[str]:
     return out
 
 
+# Options added after results existed: at their defaults they stay out of the cell id, so
+# results computed before they existed are still found (and not recomputed).
+ID_NEUTRAL_DEFAULTS = {"feature_cache": True, "feature_views": 1, "channels_last": "auto",
+                       "compile": False, "tf32": True, "oom_retry": True}
+
+
 @dataclass(frozen=True)
 class Cell:
     backbone: str
@@ -273,7 +289,8 @@ class Cell:
 
     def config(self) -> dict:
         d = asdict(self)
-        d["train"] = asdict(self.train)
+        d["train"] = {k: v for k, v in asdict(self.train).items()
+                      if not (k in ID_NEUTRAL_DEFAULTS and v == ID_NEUTRAL_DEFAULTS[k])}
         if not self.cross:  # ids of cells without cross evaluation stay as they were
             del d["cross"]
         else:

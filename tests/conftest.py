@@ -10,6 +10,12 @@ torch.set_num_threads(2)
 TINY = "synfer:n=700"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Tests never read or fill the user's ~/.cache/fer_bench (dataset and feature caches)."""
+    os.environ["FER_BENCH_CACHE"] = str(tmp_path_factory.mktemp("fer_bench_cache"))
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset():
     from fer_bench.data import load_dataset

@@ -45,7 +45,9 @@ def _run(tmp: Path, out: str, *extra: str) -> tuple[Path, list[str]]:
            "DDP_TEST_LOG": str(log)}
     args = ["run", "--plugin", str(plugin), "--backbones", "ddp_mlp", "--heads", "linear",
             "--dataset", TINY, "--epochs", "2", "--batch-size", "32", "--device", "cpu",
-            "--quiet", "--out", str(tmp / out), *extra]
+            # fp32: the comparison is about DDP's arithmetic, not bf16 rounding (amp=auto picks
+            # bf16 on CPUs with AMX)
+            "--set", "amp=off", "--quiet", "--out", str(tmp / out), *extra]
     proc = subprocess.run([sys.executable, "-m", "fer_bench", *args], env=env, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:]

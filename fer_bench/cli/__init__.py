@@ -5,7 +5,15 @@ from __future__ import annotations
 import sys
 
 from ..errors import FerBenchError
-from . import backbones, data, leaderboard, prompts, report, run  # noqa: F401  (register commands)
+from . import (  # noqa: F401  (register commands)
+    backbones,
+    bench,
+    data,
+    leaderboard,
+    prompts,
+    report,
+    run,
+)
 from .common import app, err_console
 
 

@@ -49,7 +49,8 @@ def leaderboard(
                                      help="table | md | csv | json | html")] = "table",
     sort: Annotated[str, typer.Option(help="fear_disgust | accuracy | balanced_accuracy | "
                                       "macro_f1 | recall:CLASS (or a class) | params_m | gmacs "
-                                      "| train_s | images_per_s")] = "fear_disgust",
+                                      "| train_s | images_per_s | train_images_per_s")
+                ] = "fear_disgust",
     columns: Annotated[str | None, typer.Option(
         help="Comma-separated column keys (e.g. rank,label,fear_disgust,recall:fear,params_m); "
              "`+key,...` adds to the defaults.")] = None,

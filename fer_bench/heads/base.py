@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import Registry
+from ..tensor_cache import TensorCache, module_digest
 
 HEADS: Registry[Callable[..., Head]] = Registry("head", "fer_bench.heads")
 
@@ -47,15 +48,17 @@ class ClassText(nn.Module):
     `sample_prompts` trains with one prompt per class per step (evaluation always ensembles)."""
 
     def __init__(self, encoder: nn.Module, prompts: list[list[str]], sample_prompts: bool = False,
-                 learned_context: int = 0) -> None:
+                 learned_context: int = 0, cache: TensorCache | None = None) -> None:
         super().__init__()
         self.encoder = encoder
+        self.cache = cache  # on-disk prompt embeddings of a frozen encoder, shared across cells
         self.context: LearnedContext | None = None
         if learned_context:
             parent, attr = encoder.embedding_slot()
             self.context = LearnedContext(getattr(parent, attr), learned_context)
             setattr(parent, attr, self.context)
         flat = [p for ps in prompts for p in ps]
+        self.prompts = flat
         self.n_classes = len(prompts)
         self.sample_prompts = sample_prompts
         tokens = encoder.tokenize(flat)
@@ -66,6 +69,7 @@ class ClassText(nn.Module):
         self.register_buffer("owner", owner, persistent=False)
         self._cache: torch.Tensor | None = None
         self._prompt_cache: torch.Tensor | None = None
+        self._frozen: torch.Tensor | None = None
 
     @property
     def trainable(self) -> bool:
@@ -76,6 +80,20 @@ class ClassText(nn.Module):
         if rows is not None:
             tokens = {k: v[rows] for k, v in tokens.items()}
         return F.normalize(self.encoder.encode(tokens).float(), dim=-1)
+
+    @torch.no_grad()
+    def _frozen_encode(self) -> torch.Tensor:
+        """All prompt embeddings of the frozen encoder: from the text cache when there is one
+        (keyed by the encoder's identity and weights and the exact prompts)."""
+        if self.cache is None or self.context is not None or self.trainable:
+            return self._encode()
+        if self._frozen is None:  # the frozen weights cannot change within a cell: look up once
+            describe = getattr(self.encoder, "describe", None)
+            key = {"kind": "text",
+                   "encoder": describe() if describe else type(self.encoder).__name__,
+                   "weights": module_digest(self.encoder), "prompts": self.prompts}
+            self._frozen = self.cache.get(key, self._encode, "class text embeddings")
+        return self._frozen.to(self.owner.device)
 
     def _ensemble(self, emb: torch.Tensor) -> torch.Tensor:
         summed = torch.zeros(self.n_classes, emb.shape[1], device=emb.device, dtype=emb.dtype)
@@ -99,12 +117,11 @@ class ClassText(nn.Module):
             return self._ensemble(self._encode())
         if sampling:
             if self._prompt_cache is None:
-                with torch.no_grad():
-                    self._prompt_cache = self._encode()
+                self._prompt_cache = self._frozen_encode()
             return self._prompt_cache[self._sampled_rows()]
         if self._cache is None or self._cache.device != self.owner.device:
             with torch.no_grad():
-                self._cache = self._ensemble(self._encode())
+                self._cache = self._ensemble(self._frozen_encode())
         return self._cache
 
     def invalidate(self) -> None:

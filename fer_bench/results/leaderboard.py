@@ -27,7 +27,7 @@ from .store import read_results
 
 METRICS = ("fear_disgust", "accuracy", "balanced_accuracy", "macro_f1")
 IDENTITY = ("backbone", "prompts", "head", "text_encoder", "dataset")
-COST = ("params_m", "gmacs", "train_s", "images_per_s")
+COST = ("params_m", "gmacs", "train_s", "images_per_s", "train_images_per_s")
 ASCENDING = {"params_m", "gmacs", "train_s"}  # cost: cheapest first
 PREDICTIONS_FILE = "predictions.npz"
 
@@ -167,7 +167,9 @@ def _cost(member: dict, view: dict) -> dict:
     if ips is None and timing.get("eval_s") and view.get("n_test"):
         ips = view["n_test"] / timing["eval_s"]  # test-set evaluation throughput
     return {"params_m": backbone.get("params_m"), "gmacs": backbone.get("gmacs"),
-            "train_s": timing.get("train_s"), "images_per_s": ips}
+            "train_s": timing.get("train_s"), "images_per_s": ips,
+            # the training loop's own throughput (last epoch), as measured in the run
+            "train_images_per_s": timing.get("train_images_per_s")}
 
 
 def _label(row: dict) -> str:
@@ -359,7 +361,8 @@ TITLES = {"rank": "#", "label": "model", "backbone": "backbone", "head": "head",
           "eval_dataset": "eval dataset", "fear_disgust": "fear/disgust",
           "accuracy": "accuracy", "balanced_accuracy": "bal. acc", "macro_f1": "macro-F1",
           "n_seeds": "seeds", "params_m": "params (M)", "gmacs": "GMACs",
-          "train_s": "train (s)", "images_per_s": "img/s", "p_vs_top": "p vs top",
+          "train_s": "train (s)", "images_per_s": "img/s",
+          "train_images_per_s": "train img/s", "p_vs_top": "p vs top",
           "p_vs_baseline": "p vs base", "mcnemar_vs_top": "McNemar p", "cell_id": "cell"}
 FD_COLUMNS = ("recall:fear", "recall:disgust")
 TEXT_KEYS = {*IDENTITY, "label", "eval_dataset", "cell_id"}
@@ -578,7 +581,7 @@ def csv_text(rows: list[dict], columns: list[str] | None = None) -> str:
     keys = [*METRICS, *(f"recall:{c}" for c in classes)]
     head = ["rank", *IDENTITY, "n_seeds", *METRICS, *(f"std_{m}" for m in METRICS),
             *(f"recall_{c}" for c in classes), "train_s", "params_m", "gmacs", "images_per_s",
-            *(f"ci_lo_{k}" for k in keys), *(f"ci_hi_{k}" for k in keys),
+            "train_images_per_s", *(f"ci_lo_{k}" for k in keys), *(f"ci_hi_{k}" for k in keys),
             "test_metric", "p_vs_top", "mcnemar_vs_top", "tied_with_top", "p_vs_baseline",
             "eval_dataset", "cell_ids"]
     w.writerow(head)
@@ -587,7 +590,7 @@ def csv_text(rows: list[dict], columns: list[str] | None = None) -> str:
         w.writerow([r["rank"], *(r[k] for k in IDENTITY), r["n_seeds"],
                     *(r[m] for m in METRICS), *(r["std"][m] for m in METRICS),
                     *(r["per_class_accuracy"].get(c) for c in classes), r["train_s"],
-                    r["params_m"], r["gmacs"], r["images_per_s"],
+                    r["params_m"], r["gmacs"], r["images_per_s"], r["train_images_per_s"],
                     *((ci.get(k) or [None, None])[0] for k in keys),
                     *((ci.get(k) or [None, None])[1] for k in keys),
                     r.get("test_metric"), r.get("p_vs_top"),

@@ -245,7 +245,7 @@ def pareto_figure(rows: list[dict]) -> bytes | None:
             sc = ax.scatter(xs, vs, c=[100 * (p[0].get("fear_disgust") or 0) for p in pts],
                             cmap="viridis", norm=norm, s=46, edgecolor="white", linewidth=0.8,
                             zorder=3)
-            hib = ck == "images_per_s"
+            hib = ck in ("images_per_s", "train_images_per_s")
             front = sorted(pareto_front([(p[1], p[2]) for p in pts], hib),
                            key=lambda i: xs[i])
             ax.plot(xs[front], vs[front], "-", color=FD_RED, lw=1.2, alpha=0.7, zorder=2,

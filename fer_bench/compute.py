@@ -1,0 +1,85 @@
+"""Compute levers: mixed precision, memory format, TF32, torch.compile, out-of-memory retries.
+Each is chosen per cell from `TrainConfig` and the device, and recorded in the results."""
+
+from __future__ import annotations
+
+import functools
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """Whether bf16 matmuls beat fp32 on this CPU: true with AMX tiles (Sapphire Rapids and
+    later), measured ~4x for matmuls and 1.5x for ResNet training here. Without AMX, CPU bf16
+    is emulated or no faster, so `amp = "auto"` stays fp32."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in text and torch.backends.mkldnn.is_available()
+
+
+def amp_dtype(device: torch.device, amp: str) -> torch.dtype | None:
+    """The autocast dtype for `train.amp` on this device (None: fp32)."""
+    if amp == "off":
+        return None
+    if amp == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else None
+    if amp == "fp16" and device.type == "cpu":
+        raise ConfigError("train.amp=fp16 needs CUDA; use bf16 or off on the CPU")
+    return torch.float16 if amp == "fp16" else torch.bfloat16
+
+
+def autocast_for(device: torch.device, amp: str):
+    """(context factory, dtype): `with factory():` runs the forward in the chosen precision."""
+    dtype = amp_dtype(device, amp)
+    if dtype is None:
+        return nullcontext, None
+    return (lambda: torch.autocast(device.type, dtype=dtype)), dtype
+
+
+def is_convnet(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in module.modules())
+
+
+def wants_channels_last(setting: str, device: torch.device, module: nn.Module) -> bool:
+    """`auto`: convolutional nets on CUDA. Not on the CPU by default: torch 2.14's oneDNN path
+    crashes (segfault) in the backward of 1x1 stride-2 convolutions in channels_last (e.g.
+    mini_xception's residuals); `on` forces it where a model is known to be safe."""
+    if setting == "off":
+        return False
+    if setting == "on":
+        return True
+    return device.type == "cuda" and is_convnet(module)
+
+
+def enable_tf32(device: torch.device, enabled: bool) -> bool:
+    """TF32 matmuls and convolutions on Ampere or newer GPUs; returns whether it is on."""
+    on = bool(enabled and device.type == "cuda"
+              and torch.cuda.get_device_capability(device)[0] >= 8)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = on
+        torch.backends.cudnn.allow_tf32 = on
+    return on
+
+
+def maybe_compile(module: nn.Module, enabled: bool) -> nn.Module:
+    return torch.compile(module) if enabled else module
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
+
+
+def release_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

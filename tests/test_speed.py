@@ -1,0 +1,198 @@
+"""The speed levers are correct: cached features equal recomputed ones, anything that changes
+them misses the cache, reduced precision and channels_last agree with fp32, OOM retries work."""
+
+import threading
+import time
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from fer_bench import engine
+from fer_bench.backbones import create_backbone
+from fer_bench.compute import amp_dtype, autocast_for
+from fer_bench.data.transforms import Preprocess
+from fer_bench.engine import build_model, run_cell
+from fer_bench.inputs import FeatureInputs, ImageInputs, forward_all
+from fer_bench.plan import Cell, TrainConfig
+from fer_bench.tensor_cache import TensorCache
+
+from .conftest import TINY
+
+FAST = dict(epochs=1, batch_size=64, device="cpu", amp="off")
+
+
+def cell(backbone="fer_cnn@none", head="lasted", prompts="classnames", **train) -> Cell:
+    cfg = TrainConfig(**{**FAST, "regime": "frozen", **train})
+    return Cell(backbone, head, TINY, 0, prompts if head in ("lasted", "clip", "zeroshot")
+                else None, "minilm" if head in ("lasted", "zeroshot") else None, cfg)
+
+
+def statuses(out, what: str) -> list[str]:
+    return [c["status"] for c in out.resolved["compute"]["caches"] if c["what"] == what]
+
+
+@pytest.fixture()
+def fresh_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_BENCH_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def feature_inputs(c: Cell, dataset, cache: TensorCache):
+    model, _, _ = build_model(c, dataset, cache)
+    pre = Preprocess(model.backbone.config, c.train.image_size or None)
+    autocast, amp = autocast_for(torch.device("cpu"), c.train.amp)
+    return model, pre, FeatureInputs(model, pre, torch.device("cpu"), autocast, c.train, cache,
+                                     str(amp))
+
+
+def test_cached_features_equal_recomputed(tiny_dataset, fresh_cache):
+    c = cell(head="linear", prompts=None)
+    images = tiny_dataset.split("val").images
+    model, pre, inputs = feature_inputs(c, tiny_dataset, TensorCache())
+    first = inputs.features(images, "val")
+    _, _, again = feature_inputs(c, tiny_dataset, TensorCache())   # a new cell, same key
+    second = again.features(images, "val")
+    direct = forward_all(model.backbone, pre, images, torch.device("cpu"), 256,
+                         autocast_for(torch.device("cpu"), "off")[0])
+    assert [e["status"] for e in inputs.cache.log] == ["miss"]
+    assert [e["status"] for e in again.cache.log] == ["hit"]
+    assert first.shape == (len(images), model.backbone.config.feature_dim)
+    assert torch.equal(first, second) and torch.equal(first, direct)
+    # ten-crop features are cached per crop: the head's merged logits match the full model's
+    crops = again.cached_features(images, tta="tencrop")
+    assert crops.shape == (len(images), 10, model.backbone.config.feature_dim)
+    full = ImageInputs(model, pre, torch.device("cpu"), autocast_for(torch.device("cpu"),
+                                                                      "off")[0], c.train)
+    assert torch.allclose(again.logits(images, "tencrop"), full.logits(images, "tencrop"),
+                          atol=1e-5)
+
+
+def test_matrix_cells_share_features_and_text(fresh_cache):
+    first = run_cell(cell(prompts="classnames"))
+    second = run_cell(cell(prompts="clip_fer2013"))      # other prompts: same image features
+    third = run_cell(cell(prompts="clip_fer2013"))   # the same prompts again: text hits too
+    for what in ("train features", "val features", "test features"):
+        assert statuses(first, what) == ["miss"]
+        assert statuses(second, what) == ["hit"]
+    assert statuses(second, "class text embeddings") == ["miss"]
+    assert statuses(third, "class text embeddings") == ["hit"]
+    assert third.metrics == second.metrics                  # a hit changes nothing
+    assert second.resolved["compute"]["image_features"] == "cached"
+
+
+def test_changed_preprocessing_or_weights_file_misses(tmp_path, fresh_cache):
+    weights = tmp_path / "fer_cnn.safetensors"
+    net = create_backbone("fer_cnn@none", pretrained=False).encoder
+    save_file(net.state_dict(), weights)
+    spec = f"fer_cnn@{weights}"
+    assert statuses(run_cell(cell(spec, "linear", None)), "train features") == ["miss"]
+    assert statuses(run_cell(cell(spec, "linear", None)), "train features") == ["hit"]
+    # other preprocessing (input size) -> other features
+    assert statuses(run_cell(cell(spec, "linear", None, image_size=40)),
+                    "train features") == ["miss"]
+    # the same file name with other weights inside -> other features
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.01)
+    save_file(net.state_dict(), weights)
+    assert statuses(run_cell(cell(spec, "linear", None)), "train features") == ["miss"]
+    # augmented views are separate entries, computed once each
+    out = run_cell(cell(spec, "linear", None, epochs=2, feature_views=2))
+    assert statuses(out, "train features") == ["hit"]
+    assert statuses(out, "train features (view 1)") == ["miss"]
+
+
+def test_trainable_encoder_bypasses_the_cache(fresh_cache):
+    out = run_cell(cell(regime="image"))
+    assert out.resolved["compute"]["image_features"] == "computed per step"
+    assert not statuses(out, "train features")
+    off = run_cell(cell(feature_cache=False))
+    assert off.resolved["compute"]["image_features"] == "computed per step (feature_cache off)"
+    assert {c["status"] for c in off.resolved["compute"]["caches"]} <= {"off"}
+
+
+def test_corrupt_cache_entry_is_recomputed(fresh_cache):
+    cache = TensorCache()
+    key = {"kind": "features", "x": 1}
+    cache.get(key, lambda: torch.ones(3))
+    path = cache.path_for(key)
+    path.write_bytes(path.read_bytes()[:20])           # truncated by a crash or full disk
+    assert torch.equal(cache.get(key, lambda: torch.full((3,), 2.0)), torch.full((3,), 2.0))
+    assert [e["status"] for e in cache.log] == ["miss", "miss"]
+    assert torch.equal(TensorCache().get(key, lambda: torch.zeros(3)), torch.full((3,), 2.0))
+
+
+def test_concurrent_lookups_compute_once(fresh_cache):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        time.sleep(0.3)
+        return torch.arange(4.0)
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(
+        TensorCache().get({"kind": "features", "k": "same"}, compute))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and all(torch.equal(r, torch.arange(4.0)) for r in results)
+
+
+@pytest.mark.parametrize("backbone", ["fer_cnn@none", "timm:resnet18@none"])
+def test_bf16_autocast_and_channels_last_agree_with_fp32(backbone, tiny_dataset):
+    torch.manual_seed(0)
+    model = create_backbone(backbone, pretrained=False)
+    head = torch.nn.Linear(model.config.feature_dim, 7)
+    net = torch.nn.Sequential(model, head).eval()
+    pre = Preprocess(model.config, 48)
+    images = tiny_dataset.split("test").images[:96]
+    cpu = torch.device("cpu")
+    fp32 = forward_all(net, pre, images, cpu, 32, autocast_for(cpu, "off")[0])
+    bf16 = forward_all(net, pre, images, cpu, 32, autocast_for(cpu, "bf16")[0])
+    cl = forward_all(net.to(memory_format=torch.channels_last), pre, images, cpu, 32,
+                     autocast_for(cpu, "off")[0], channels_last=True)
+    assert torch.allclose(cl, fp32, atol=1e-4, rtol=1e-4)
+    assert torch.equal(cl.argmax(1), fp32.argmax(1))
+    scale = fp32.abs().max()
+    assert (bf16 - fp32).abs().max() <= 0.05 * scale          # bf16: ~3 significant digits
+    margin = fp32.topk(2, 1).values
+    clear = (margin[:, 0] - margin[:, 1]) > 0.1 * scale        # not a near-tie
+    assert clear.sum() > 20
+    assert torch.equal(bf16.argmax(1)[clear], fp32.argmax(1)[clear])
+
+
+def test_amp_auto_is_fp32_without_a_fast_bf16_cpu(monkeypatch):
+    import fer_bench.compute as compute
+
+    monkeypatch.setattr(compute, "cpu_has_fast_bf16", lambda: False)
+    assert amp_dtype(torch.device("cpu"), "auto") is None
+    monkeypatch.setattr(compute, "cpu_has_fast_bf16", lambda: True)
+    assert amp_dtype(torch.device("cpu"), "auto") is torch.bfloat16
+    assert amp_dtype(torch.device("cpu"), "off") is None
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_the_effective_batch(monkeypatch,
+                                                                      fresh_cache):
+    real = ImageInputs.train_batch
+    seen = []
+
+    def limited(self, split, idx, gen, epoch):
+        seen.append(len(idx))
+        if len(idx) > 16:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, split, idx, gen, epoch)
+
+    monkeypatch.setattr(ImageInputs, "train_batch", limited)
+    out = run_cell(cell(head="linear", prompts=None, regime="full"))
+    compute = out.resolved["compute"]
+    assert compute["batch_size"] == 16 and compute["accum_steps"] == 4
+    assert [r["batch_size"] for r in compute["oom_retries"]] == [64, 32]
+    assert "out of memory" in compute["oom_retries"][0]["error"]
+    assert max(seen[-5:]) <= 16 and out.metrics["accuracy"] is not None
+    # with retries off the error reaches the runner (which records the cell as failed)
+    with pytest.raises(torch.OutOfMemoryError):
+        run_cell(cell(head="linear", prompts=None, regime="full", oom_retry=False))
+    assert engine.run_cell is run_cell
