@@ -16,9 +16,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .classes import CANONICAL
-from .compute import autocast_for, enable_tf32, wants_channels_last
 from .data import FERDataset, Split
-from .data.transforms import Preprocess
 from .plan import Cell, TrainConfig, head_uses_text
 
 MODES = ("train", "infer")
@@ -147,8 +145,8 @@ def _count_flops(fn) -> float:
 def bench_backbone(spec: str, modes: tuple[str, ...], opts: BenchOptions,
                    peaks: dict[str, float]) -> list[BenchRow]:
     """Rows for one backbone. `peaks` caches the matmul peak per precision across backbones."""
-    from .engine import build_model, pick_device, train_sgd
-    from .inputs import ImageInputs, forward_all
+    from .engine import pick_device, prepare, train_sgd
+    from .inputs import forward_all
 
     device = pick_device(opts.device)
     cfg = TrainConfig(epochs=2, batch_size=opts.batch, eval_batch_size=opts.batch,
@@ -160,15 +158,10 @@ def bench_backbone(spec: str, modes: tuple[str, ...], opts: BenchOptions,
                 opts.text_encoder if uses_text else None, cfg)
     n = opts.batch * opts.steps
     data = _dataset(n, opts.batch, opts.source_size)
-    model, _, _ = build_model(cell, data)
-    pre = Preprocess(model.backbone.config, opts.image_size or None)
-    autocast, amp = autocast_for(device, opts.amp)
-    enable_tf32(device, True)
-    channels_last = wants_channels_last("auto", device, model.backbone.encoder)
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    inputs = ImageInputs(model, pre, device, autocast, cfg, channels_last)
+    prepared = prepare(cell, data, device)
+    model, inputs, amp = prepared.model, prepared.inputs, prepared.amp
+    pre, autocast = inputs.pre, inputs.autocast
+    channels_last = prepared.resolved["compute"]["channels_last"]
     amp_name = str(amp).replace("torch.", "") if amp else "fp32"
     if amp_name not in peaks:
         peaks[amp_name] = matmul_peak(device, amp)

@@ -351,6 +351,48 @@ def run_cell(cell: Cell, progress: ProgressFn | None = None,
         return out
 
 
+@dataclass
+class Prepared:
+    """A cell's model on its device with the compute levers applied, and what feeds it."""
+
+    model: CellModel
+    text: TextEncoder | None
+    inputs: ImageInputs
+    amp: torch.dtype | None
+    cache: TensorCache
+    resolved: dict
+
+
+def prepare(cell: Cell, dataset: FERDataset, device: torch.device) -> Prepared:
+    """Build the model and choose the levers (precision, memory format, TF32, feature cache)
+    as `run_cell` does; `fer-bench bench` and the perf scripts measure exactly this."""
+    cfg = cell.train
+    cache = TensorCache(enabled=cfg.feature_cache)
+    model, text, resolved = build_model(cell, dataset, cache)
+    pre = Preprocess(model.backbone.config, cfg.image_size or None)
+    autocast, amp = autocast_for(device, cfg.amp)
+    channels_last = wants_channels_last(cfg.channels_last, device, model.backbone.encoder, amp)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    frozen = frozen_image_encoder(model)
+    if frozen and cfg.feature_cache:
+        inputs: ImageInputs = FeatureInputs(model, pre, device, autocast, cfg, cache, str(amp),
+                                            channels_last)
+    else:
+        inputs = ImageInputs(model, pre, device, autocast, cfg, channels_last)
+    resolved["preprocess"] = pre.describe()
+    resolved["device"], resolved["amp"] = str(device), str(amp) if amp else "off"
+    resolved["compute"] = {
+        "amp": resolved["amp"], "channels_last": channels_last,
+        "tf32": enable_tf32(device, cfg.tf32), "compile": cfg.compile,
+        "batch_size": cfg.batch_size, "accum_steps": cfg.accum_steps,
+        "eval_batch_size": cfg.eval_batch_size,
+        "image_features": "cached" if isinstance(inputs, FeatureInputs) else
+        ("computed per step (feature_cache off)" if frozen else "computed per step")}
+    return Prepared(model, text, inputs, amp, cache, resolved)
+
+
 def _run_cell_once(cell: Cell, progress: ProgressFn | None,
                    keep_checkpoint: bool) -> CellOutput:
     cfg = cell.train
@@ -362,30 +404,10 @@ def _run_cell_once(cell: Cell, progress: ProgressFn | None,
     if missing:
         raise DataError(f"dataset {cell.dataset!r} has no {', '.join(missing)} split(s) "
                         f"(has: {', '.join(dataset.splits)}); a cell needs train, val and test")
-    cache = TensorCache(enabled=cfg.feature_cache)
-    model, text, resolved = build_model(cell, dataset, cache)
-    pre = Preprocess(model.backbone.config, cfg.image_size or None)
-    autocast, amp = autocast_for(device, cfg.amp)
-    channels_last = wants_channels_last(cfg.channels_last, device, model.backbone.encoder)
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    frozen = frozen_image_encoder(model)
-    if frozen and cfg.feature_cache:
-        inputs: ImageInputs = FeatureInputs(model, pre, device, autocast, cfg, cache, str(amp),
-                                            channels_last)
-    else:
-        inputs = ImageInputs(model, pre, device, autocast, cfg, channels_last)
-    resolved["preprocess"] = pre.describe()
+    prepared = prepare(cell, dataset, device)
+    model, text, inputs, amp = prepared.model, prepared.text, prepared.inputs, prepared.amp
+    resolved = prepared.resolved
     resolved["dataset"] = {"classes": list(dataset.classes), **dataset.meta}
-    resolved["device"], resolved["amp"] = str(device), str(amp) if amp else "off"
-    compute = {"amp": resolved["amp"], "channels_last": channels_last,
-               "tf32": enable_tf32(device, cfg.tf32), "compile": cfg.compile,
-               "batch_size": cfg.batch_size, "accum_steps": cfg.accum_steps,
-               "eval_batch_size": cfg.eval_batch_size,
-               "image_features": "cached" if isinstance(inputs, FeatureInputs) else
-               ("computed per step (feature_cache off)" if frozen else "computed per step")}
-    resolved["compute"] = compute
 
     if cell.head == "probe":
         history, best_epoch = fit_probe(model, inputs, dataset, cell), 0
@@ -419,7 +441,7 @@ def _run_cell_once(cell: Cell, progress: ProgressFn | None,
         timing["train_images_per_s"] = history[-1]["train_images_per_s"]
     if cell.cross:
         timing["cross_s"] = round(time.perf_counter() - t2, 3)
-    compute["caches"] = cache.log
+    resolved["compute"]["caches"] = prepared.cache.log
     checkpoint = ({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
                   if keep_checkpoint else None)
     return CellOutput(

@@ -66,7 +66,7 @@ class TrainConfig:
     # except feature_views, which sets how many augmented views a frozen encoder trains on.
     feature_cache: bool = True        # frozen image encoder: features computed once, on disk
     feature_views: int = 1            # 1: un-augmented features; V: + V-1 augmented views
-    channels_last: str = "auto"       # auto (conv nets on CUDA) | on | off
+    channels_last: str = "auto"       # auto (conv nets on CUDA, or CPU under bf16) | on | off
     compile: bool = False             # torch.compile the trained module
     tf32: bool = True                 # TF32 matmuls on Ampere+ GPUs
     oom_retry: bool = True            # CUDA OOM: halve the batch, double accumulation, retry

@@ -196,3 +196,56 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_effective_batch(monkeypatc
     with pytest.raises(torch.OutOfMemoryError):
         run_cell(cell(head="linear", prompts=None, regime="full", oom_retry=False))
     assert engine.run_cell is run_cell
+
+
+def test_bench_command_measures_the_training_loop(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from fer_bench.cli import app
+
+    out = tmp_path / "bench.json"
+    res = CliRunner().invoke(app, ["bench", "fer_cnn,mini_xception", "--batch", "8",
+                                   "--steps", "2", "--device", "cpu", "--format", "json",
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    assert rows == json.loads(out.read_text())
+    assert [(r["backbone"], r["mode"]) for r in rows] == [
+        ("fer_cnn", "train"), ("fer_cnn", "infer"), ("mini_xception", "train"),
+        ("mini_xception", "infer")]
+    for r in rows:
+        assert r["samples_per_s"] > 0 and r["step_ms"] > 0
+        assert r["step_ms"] == pytest.approx(1000 * 8 / r["samples_per_s"], rel=0.01)
+        assert 0 < r["mfu"] < 1 and r["peak_tflops"] > 0
+        assert r["peak_mem_mb"] is None or r["peak_mem_mb"] >= 0
+    fer_train, fer_infer = rows[0], rows[1]
+    assert fer_train["params_m"] == pytest.approx(0.294, abs=0.001)
+    assert fer_train["gmacs"] == pytest.approx(0.03, abs=0.005)
+    # a training step (forward + backward) costs about 3 forwards
+    assert 2.5 < fer_train["flops_per_sample"] / fer_infer["flops_per_sample"] < 3.5
+    bad = CliRunner().invoke(app, ["bench", "fer_cnn", "--format", "xml"])
+    assert bad.exit_code != 0 and "--format 'xml'" in str(bad.exception or bad.output)
+
+
+def test_bench_runner_writes_the_shared_json_shape(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "bench.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "perf" / "run_all.py"
+    proc = subprocess.run([sys.executable, str(script), "--only", "gpu_rn50x64"],
+                          env={**os.environ, "BENCH_OUT": str(out)}, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(out.read_text())
+    (name, record), = data.items()
+    assert name == "gpu_rn50x64_lasted_bf16_mfu" and record["target"] == 0.35
+    if torch.cuda.is_available():
+        assert record["pass"] in (True, False) and record["value"] > 0
+    else:
+        assert record["pass"] is None and record["skipped"] == "no CUDA device"
