@@ -31,7 +31,8 @@ def amp_dtype(device: torch.device, amp: str) -> torch.dtype | None:
         return None
     if amp == "auto":
         if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            native = torch.cuda.is_bf16_supported(including_emulation=False)  # Ampere+
+            return torch.bfloat16 if native else torch.float16
         return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else None
     if amp == "fp16" and device.type == "cpu":
         raise ConfigError("train.amp=fp16 needs CUDA; use bf16 or off on the CPU")

@@ -249,3 +249,56 @@ def test_bench_runner_writes_the_shared_json_shape(tmp_path):
         assert record["pass"] in (True, False) and record["value"] > 0
     else:
         assert record["pass"] is None and record["skipped"] == "no CUDA device"
+
+
+def test_leaderboard_shows_training_throughput_and_bench_figures(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from fer_bench.cli import app
+
+    run = tmp_path / "run"
+    res = CliRunner().invoke(app, ["run", "--backbones", "fer_cnn", "--heads", "linear",
+                                   "--dataset", TINY, "--epochs", "1", "--device", "cpu",
+                                   "--quiet", "--out", str(run)])
+    assert res.exit_code == 0, res.output
+    result = json.loads(next(run.glob("cells/*/result.json")).read_text())
+    assert result["timing"]["train_images_per_s"] > 0
+    assert result["config"]["resolved"]["compute"]["image_features"] == "computed per step"
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps([
+        {"backbone": "fer_cnn", "head": "linear", "mode": "train", "samples_per_s": 812.0,
+         "mfu": 0.125},
+        {"backbone": "fer_cnn", "head": "linear", "mode": "infer", "samples_per_s": 3456.0,
+         "mfu": 0.2},
+        {"backbone": "other", "head": "linear", "mode": "train", "samples_per_s": 1.0,
+         "mfu": 0.9}]))
+    res = CliRunner().invoke(app, ["leaderboard", str(run), "--bench", str(bench), "--format",
+                                   "csv", "--columns",
+                                   "backbone,train_images_per_s,bench_train_per_s,"
+                                   "bench_infer_per_s,bench_mfu"])
+    assert res.exit_code == 0, res.output
+    header, row = res.output.strip().splitlines()
+    assert header == ("backbone,train_images_per_s,bench_train_per_s,bench_infer_per_s,"
+                      "bench_mfu")
+    values = row.split(",")
+    assert values[0] == "fer_cnn" and float(values[1]) > 0
+    assert values[2:] == ["812.0", "3456.0", "0.125"]
+    table = CliRunner().invoke(app, ["leaderboard", str(run), "--bench", str(bench)])
+    assert "MFU" in table.output and "12.5%" in table.output
+    broken = tmp_path / "broken.json"
+    broken.write_text("{}")
+    res = CliRunner().invoke(app, ["leaderboard", str(run), "--bench", str(broken)])
+    assert res.exit_code != 0 and "expected the JSON list" in str(res.exception)
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager(fresh_cache):
+    """torch.compile (opt-in) trains the same model: same losses up to float reassociation."""
+    eager = run_cell(cell("fer_cnn@none", "linear", None, regime="full"))
+    compiled = run_cell(cell("fer_cnn@none", "linear", None, regime="full", compile=True))
+    assert compiled.resolved["compute"]["compile"] is True
+    a, b = eager.history[0], compiled.history[0]
+    assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
+    assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-2)

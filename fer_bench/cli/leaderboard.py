@@ -26,6 +26,18 @@ def _stats_options(resamples: int, seed: int, level: float):
     return StatsOptions(n_resamples=resamples, seed=seed, level=level)
 
 
+def _read_bench(path: Path) -> list[dict]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--bench {path}: cannot read it as JSON ({e})") from e
+    if not isinstance(data, list) or not all(isinstance(r, dict) and "backbone" in r
+                                             for r in data):
+        raise ConfigError(f"--bench {path}: expected the JSON list `fer-bench bench --out` "
+                          "writes (rows with backbone, head, mode, samples_per_s, mfu)")
+    return data
+
+
 def _views(results: list[dict], dataset: str | None) -> list[str | None]:
     """Which dataset views to show: None = each cell's own test split; `all` = one per dataset."""
     from ..results.leaderboard import eval_datasets
@@ -66,6 +78,9 @@ def leaderboard(
     = 1000,
     stats_seed: Annotated[int, typer.Option("--stats-seed", help="Bootstrap random seed.")] = 0,
     level: Annotated[float, typer.Option(help="Interval confidence level.")] = 0.95,
+    bench: Annotated[Path | None, typer.Option(
+        help="A `fer-bench bench --out` JSON: adds its samples/s and MFU per backbone.")]
+    = None,
     output: Annotated[Path | None, typer.Option("--output", "-o",
                                                 help="Write to this file instead of stdout.")]
     = None,
@@ -73,6 +88,7 @@ def leaderboard(
     """Rank cells (default: fear/disgust recall, ties by accuracy) with bootstrap intervals and
     paired tests against the top row; † marks rows not significantly different from it."""
     from ..results.leaderboard import (
+        attach_bench,
         build_rows,
         html_page,
         html_table,
@@ -92,9 +108,11 @@ def leaderboard(
         err_console.print(f"{len(dups)} cell(s) found in more than one directory; the first "
                           f"copy is used: {', '.join(sorted(set(dups))[:5])}")
     views = _views(results, dataset)
+    bench_rows = _read_bench(bench) if bench is not None else []
     boards = []
     for view in views:
         rows = build_rows(results, sort, dataset=view, options=options, baseline=baseline)
+        attach_bench(rows, bench_rows)
         cols = parse_columns(columns, rows, compact=fmt == "table")
         if view is not None and "eval_dataset" not in cols and len(views) > 1:
             cols = [c for c in cols if c != "dataset"]

@@ -28,6 +28,7 @@ from .store import read_results
 METRICS = ("fear_disgust", "accuracy", "balanced_accuracy", "macro_f1")
 IDENTITY = ("backbone", "prompts", "head", "text_encoder", "dataset")
 COST = ("params_m", "gmacs", "train_s", "images_per_s", "train_images_per_s")
+BENCH = ("bench_train_per_s", "bench_infer_per_s", "bench_mfu")  # from `fer-bench bench --out`
 ASCENDING = {"params_m", "gmacs", "train_s"}  # cost: cheapest first
 PREDICTIONS_FILE = "predictions.npz"
 
@@ -265,6 +266,20 @@ def build_rows(results: list[dict], sort: str = "fear_disgust", *, dataset: str 
     return rows
 
 
+def attach_bench(rows: list[dict], bench_rows: list[dict]) -> None:
+    """Add `fer-bench bench` figures to the rows of the same backbone (the same head when
+    benchmarked, else any): training and inference samples/s and training MFU."""
+    for row in rows:
+        mine = [b for b in bench_rows if b.get("backbone") == row["backbone"]]
+        same_head = [b for b in mine if b.get("head") == row["head"]]
+        for b in same_head or mine:
+            if b.get("mode") == "train":
+                row.setdefault("bench_train_per_s", b.get("samples_per_s"))
+                row.setdefault("bench_mfu", b.get("mfu"))
+            elif b.get("mode") == "infer":
+                row.setdefault("bench_infer_per_s", b.get("samples_per_s"))
+
+
 def find_baseline(rows: list[dict], spec: str) -> dict:
     """A row named by a cell id, a unique cell-id prefix (>= 4 characters), or identity values
     separated by `/` or `,` (e.g. `fer_cnn/linear`) that all belong to exactly one row."""
@@ -362,7 +377,8 @@ TITLES = {"rank": "#", "label": "model", "backbone": "backbone", "head": "head",
           "accuracy": "accuracy", "balanced_accuracy": "bal. acc", "macro_f1": "macro-F1",
           "n_seeds": "seeds", "params_m": "params (M)", "gmacs": "GMACs",
           "train_s": "train (s)", "images_per_s": "img/s",
-          "train_images_per_s": "train img/s", "p_vs_top": "p vs top",
+          "train_images_per_s": "train img/s", "bench_train_per_s": "bench train/s",
+          "bench_infer_per_s": "bench infer/s", "bench_mfu": "MFU", "p_vs_top": "p vs top",
           "p_vs_baseline": "p vs base", "mcnemar_vs_top": "McNemar p", "cell_id": "cell"}
 FD_COLUMNS = ("recall:fear", "recall:disgust")
 TEXT_KEYS = {*IDENTITY, "label", "eval_dataset", "cell_id"}
@@ -399,6 +415,7 @@ def default_columns(rows: list[dict], compact: bool = False) -> list[str]:
                                    and c != "balanced_accuracy")]
         costs = ["params_m"]
     cols += [k for k in costs if any(r.get(k) is not None for r in rows)]
+    cols += [k for k in BENCH if any(r.get(k) is not None for r in rows)]  # when --bench given
     if any(r.get("p_vs_top") is not None for r in rows):
         cols.append("p_vs_top")
     if any("p_vs_baseline" in r for r in rows):
@@ -458,7 +475,9 @@ def cell_text(row: dict, key: str, ci: str = "sort", sort: str = "fear_disgust",
     if key in ("p_vs_top", "p_vs_baseline", "mcnemar_vs_top"):
         return _p_text(raw_value(row, key))
     v = metric_value(row, key)
-    if key in COST:
+    if key == "bench_mfu":
+        return "-" if v is None else f"{100 * v:.1f}%"
+    if key in COST or key in BENCH:
         if v is None:
             return "-"
         return f"{v:.2f}" if key in ("params_m", "gmacs") else f"{v:.0f}" if v >= 10 \
