@@ -7,8 +7,9 @@ The baseline is the straightforward loop: PyTorch's defaults (fp32, default Adam
 model, optimizer hyperparameters, batch and augmentations. fer-bench runs with its defaults
 (amp=auto: bf16 autocast and channels_last on CPUs with AMX; fused AdamW). The same baseline
 with fer-bench's precision, memory format and optimizer is also measured and printed, so the
-data path's own share of the speed-up is visible.
-Timed: the training pass over one epoch (not validation).
+data path's own share of the speed-up is visible. Timed: the training pass over one epoch (not
+validation); fer-bench and the baseline alternate twice and each keeps its faster epoch (noise
+on a shared machine only ever adds time).
 
     .venv/bin/python benchmarks/perf/data_path.py [--n 35887]
 """
@@ -102,6 +103,8 @@ def main() -> int:
     n = len(data.split("train"))
     ours, levers = fer_bench_epoch(cell, data)
     theirs = per_sample_epoch(cell, data, levers=False)
+    ours = min(ours, fer_bench_epoch(cell, data)[0])
+    theirs = min(theirs, per_sample_epoch(cell, data, levers=False))
     same = per_sample_epoch(cell, data, levers=True) if levers != "off" else theirs
     print(f"{n} faces, fer_cnn, batch {BATCH}: fer-bench ({levers}) {ours:.1f} s "
           f"({n / ours:.0f}/s); PIL Dataset + DataLoader({WORKERS} workers): fp32 {theirs:.1f} s "
