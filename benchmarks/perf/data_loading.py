@@ -19,9 +19,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
+from data_path import PILFaces  # the per-sample baseline, shared with the data-path target
 
 
 def timed(fn, repeat: int = 1) -> tuple[float, object]:
@@ -52,19 +51,6 @@ def load_times(csv: Path, cache: Path) -> None:
           f"{peak:.0f} MB")
 
 
-class PILDataset(torch.utils.data.Dataset):
-    """The per-sample baseline: PIL image -> torchvision transforms, one sample at a time."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, tf) -> None:
-        self.images, self.labels, self.tf = images, labels, tf
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int):
-        return self.tf(Image.fromarray(self.images[i, 0])), int(self.labels[i])
-
-
 def augmentation(images: torch.Tensor, labels: torch.Tensor, batch: int, workers: int) -> None:
     from torchvision import transforms as T
 
@@ -93,7 +79,7 @@ def augmentation(images: torch.Tensor, labels: torch.Tensor, batch: int, workers
         T.ToTensor(),
         T.Normalize((0.5,) * 3, (0.5,) * 3),
     ])
-    loader = torch.utils.data.DataLoader(PILDataset(images.numpy(), labels.numpy(), tf),
+    loader = torch.utils.data.DataLoader(PILFaces(images.numpy(), labels.numpy(), tf),
                                          batch_size=batch, num_workers=workers)
 
     def per_sample() -> None:
