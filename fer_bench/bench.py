@@ -4,8 +4,8 @@ Training is measured through fer-bench's own loop (`engine.train_sgd`: preproces
 augmentation on the device, autocast, loss, backward, clipping, optimizer step) on in-memory
 FER-like uint8 images; the first epoch warms up, the second's median step time is reported.
 FLOPs are counted by torch's FlopCounterMode on one real step, and MFU compares achieved FLOP/s
-with the matmul peak this machine reaches in the same run and precision (so it is honest on any
-CPU or GPU)."""
+with the peak this machine's fastest dense kernels (matmul; oneDNN convolutions on the CPU) reach
+in the same run and precision (so it is honest on any CPU or GPU)."""
 
 from __future__ import annotations
 
@@ -29,22 +29,44 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype | None, seconds: float = 1.0) -> float:
-    """The FLOP/s of square matmuls in `dtype` (None: fp32), best of repeated timings."""
-    n = 8192 if device.type == "cuda" else 2048
-    dt = dtype or torch.float32
-    a = torch.randn(n, n, device=device).to(dt)
-    b = torch.randn(n, n, device=device).to(dt)
-    a @ b
+def _best_rate(fn, flops: float, device: torch.device, seconds: float) -> float:
+    """FLOP/s of `fn` (which does `flops` of work): best of repeated timings after a warm-up."""
+    fn()
     sync(device)
     best, t_end = float("inf"), time.perf_counter() + seconds
     while time.perf_counter() < t_end or best == float("inf"):
         t = time.perf_counter()
-        for _ in range(3):
-            a @ b
+        fn()
         sync(device)
-        best = min(best, (time.perf_counter() - t) / 3)
-    return 2 * n ** 3 / best
+        best = min(best, time.perf_counter() - t)
+    return flops / best
+
+
+def peak_kernels(device: torch.device, dtype: torch.dtype | None,
+                 seconds: float = 1.0) -> dict[str, float]:
+    """FLOP/s of this machine's fastest dense kernels in `dtype` (None: fp32), each the best of
+    repeated timings: a square matmul (BLAS: cuBLAS, or MKL/OpenBLAS on the CPU) and, on the CPU,
+    oneDNN's GEMM-lowered convolutions (1x1 and 3x3, channels_last). The CPU needs both: MKL's
+    sgemm on AMD EPYC ran at a third to a half of oneDNN's rate (113-117 vs 213-420 GFLOP/s
+    here), so a BLAS-only peak let a conv net's MFU pass 100%."""
+    dt = dtype or torch.float32
+    n = 8192 if device.type == "cuda" else 2048
+    a, b = (torch.randn(n, n, device=device).to(dt) for _ in range(2))
+    rates = {"matmul": _best_rate(lambda: a @ b, 2 * n ** 3, device, seconds / 3)}
+    if device.type == "cpu":
+        cl = torch.channels_last
+        for k, (batch, c, hw) in {1: (16, 1024, 32), 3: (32, 256, 28)}.items():
+            x = torch.randn(batch, c, hw, hw).to(dt).contiguous(memory_format=cl)
+            w = torch.randn(c, c, k, k).to(dt)
+            rates[f"conv{k}x{k}"] = _best_rate(
+                lambda x=x, w=w, k=k: torch.nn.functional.conv2d(x, w, padding=k // 2),
+                2 * batch * hw * hw * c * c * k * k, device, seconds / 3)
+    return rates
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype | None, seconds: float = 1.0) -> float:
+    """The measured dense-compute peak in `dtype`: the fastest of `peak_kernels`."""
+    return max(peak_kernels(device, dtype, seconds).values())
 
 
 class PeakMemory:
@@ -104,7 +126,7 @@ class BenchRow:
     gmacs: float              # per image, forward, at image_size
     flops_per_sample: float   # the measured step's FLOPs / batch (train: forward + backward)
     peak_mem_mb: float | None
-    mfu: float                # achieved FLOP/s / measured matmul peak in the same precision
+    mfu: float                # achieved FLOP/s / measured peak in the same precision
     peak_tflops: float
     device: str
 
@@ -162,7 +184,7 @@ def _count_flops(fn) -> float:
 
 def bench_backbone(spec: str, modes: tuple[str, ...], opts: BenchOptions,
                    peaks: dict[str, float]) -> list[BenchRow]:
-    """Rows for one backbone. `peaks` caches the matmul peak per precision across backbones."""
+    """Rows for one backbone. `peaks` caches the measured peak per precision across backbones."""
     from .engine import pick_device, prepare, train_sgd
     from .inputs import forward_all
 

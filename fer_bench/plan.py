@@ -49,7 +49,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     grad_clip: float = 1.0            # 0 disables
     regime: str = "full"              # full | image | text | frozen | partial:N (see REGIMES)
-    amp: str = "auto"                 # auto (bf16: CUDA, AMX CPUs; else fp32) | bf16 | fp16 | off
+    amp: str = "auto"                 # auto (bf16 on CUDA, native-bf16 CPUs) | bf16 | fp16 | off
     select_metric: str = "accuracy"   # checkpoint selection on the *validation* split
     patience: int = 0                 # early stopping after N epochs without improvement; 0 off
     balance: str = "none"             # none | sampler | loss (class-balanced, for disgust)

@@ -174,6 +174,31 @@ def test_amp_auto_is_fp32_without_a_fast_bf16_cpu(monkeypatch):
     assert amp_dtype(torch.device("cpu"), "off") is None
 
 
+@pytest.mark.parametrize("flags,native", [
+    ("fpu avx2 avx512f amx_bf16 amx_tile", True),      # Intel Sapphire Rapids
+    ("fpu avx2 avx512f avx512_bf16 avx512_vnni", True),  # AMD Zen 4 / Intel Cooper Lake
+    ("fpu avx2 avx512f avx512_vnni", False),             # Skylake-SP: bf16 only emulated
+    ("fpu avx2", False),
+])
+def test_native_bf16_is_read_from_the_cpu_flags_line(flags, native):
+    from fer_bench.compute import has_native_bf16
+
+    text = f"processor\t: 0\nmodel name\t: Some amx_bf16 CPU\nflags\t\t: {flags}\n"
+    assert has_native_bf16(text) is native
+    assert has_native_bf16("model name\t: avx512_bf16\n") is False  # only the flags line counts
+
+
+def test_peak_is_the_fastest_dense_kernel_and_includes_onednn_on_cpu(monkeypatch):
+    import fer_bench.bench as bench
+
+    cpu = torch.device("cpu")
+    rates = bench.peak_kernels(cpu, None, seconds=0.15)
+    assert set(rates) == {"matmul", "conv1x1", "conv3x3"}
+    assert all(1e8 < r < 1e14 for r in rates.values())   # FLOP/s, not s or GFLOP/s
+    monkeypatch.setattr(bench, "peak_kernels", lambda *a, **k: {"matmul": 1e11, "conv1x1": 3e11})
+    assert bench.matmul_peak(cpu, None) == 3e11
+
+
 def test_out_of_memory_halves_the_batch_and_keeps_the_effective_batch(monkeypatch,
                                                                       fresh_cache):
     real = ImageInputs.train_batch

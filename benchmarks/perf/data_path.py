@@ -5,11 +5,11 @@ the same augmentations (random affine: 10 deg, 8% shift, 0.9-1.1 scale; horizont
 
 The baseline is the straightforward loop: PyTorch's defaults (fp32, default AdamW), the same
 model, optimizer hyperparameters, batch and augmentations. fer-bench runs with its defaults
-(amp=auto: bf16 autocast and channels_last on CPUs with AMX; fused AdamW). The same baseline
-with fer-bench's precision, memory format and optimizer is also measured and printed, so the
-data path's own share of the speed-up is visible. Timed: the training pass over one epoch (not
-validation); fer-bench and the baseline alternate twice and each keeps its faster epoch (noise
-on a shared machine only ever adds time).
+(amp=auto: bf16 autocast and channels_last on CPUs with AMX or AVX512-BF16; fused AdamW). The
+same baseline with fer-bench's precision, memory format and optimizer is also measured and
+printed, so the data path's own share of the speed-up is visible. Timed: the training pass over
+one epoch (not validation); fer-bench and the baseline alternate twice and each keeps its
+faster epoch (noise on a shared machine only ever adds time).
 
     .venv/bin/python benchmarks/perf/data_path.py [--n 35887]
 """
