@@ -52,19 +52,19 @@ def peak_kernels(device: torch.device, dtype: torch.dtype | None,
     dt = dtype or torch.float32
     n = 8192 if device.type == "cuda" else 2048
     a, b = (torch.randn(n, n, device=device).to(dt) for _ in range(2))
-    rates = {"matmul": _best_rate(lambda: a @ b, 2 * n ** 3, device, seconds / 3)}
+    kernels = {"matmul": (lambda: a @ b, 2 * n ** 3)}
     if device.type == "cpu":
-        cl = torch.channels_last
         for k, (batch, c, hw) in {1: (16, 1024, 32), 3: (32, 256, 28)}.items():
-            x = torch.randn(batch, c, hw, hw).to(dt).contiguous(memory_format=cl)
+            x = torch.randn(batch, c, hw, hw).to(dt).contiguous(memory_format=torch.channels_last)
             w = torch.randn(c, c, k, k).to(dt)
-            rates[f"conv{k}x{k}"] = _best_rate(
+            kernels[f"conv{k}x{k}"] = (
                 lambda x=x, w=w, k=k: torch.nn.functional.conv2d(x, w, padding=k // 2),
-                2 * batch * hw * hw * c * c * k * k, device, seconds / 3)
-    return rates
+                2 * batch * hw * hw * c * c * k * k)
+    return {name: _best_rate(fn, flops, device, seconds / len(kernels))
+            for name, (fn, flops) in kernels.items()}
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype | None, seconds: float = 1.0) -> float:
+def compute_peak(device: torch.device, dtype: torch.dtype | None, seconds: float = 1.0) -> float:
     """The measured dense-compute peak in `dtype`: the fastest of `peak_kernels`."""
     return max(peak_kernels(device, dtype, seconds).values())
 
@@ -204,7 +204,7 @@ def bench_backbone(spec: str, modes: tuple[str, ...], opts: BenchOptions,
     channels_last = prepared.resolved["compute"]["channels_last"]
     amp_name = str(amp).replace("torch.", "") if amp else "fp32"
     if amp_name not in peaks:
-        peaks[amp_name] = matmul_peak(device, amp)
+        peaks[amp_name] = compute_peak(device, amp)
     from .backbones.base import measure
 
     _, gmacs = measure(model.backbone.encoder, pre.in_chans, pre.size)

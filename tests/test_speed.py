@@ -196,7 +196,7 @@ def test_peak_is_the_fastest_dense_kernel_and_includes_onednn_on_cpu(monkeypatch
     assert set(rates) == {"matmul", "conv1x1", "conv3x3"}
     assert all(1e8 < r < 1e14 for r in rates.values())   # FLOP/s, not s or GFLOP/s
     monkeypatch.setattr(bench, "peak_kernels", lambda *a, **k: {"matmul": 1e11, "conv1x1": 3e11})
-    assert bench.matmul_peak(cpu, None) == 3e11
+    assert bench.compute_peak(cpu, None) == 3e11
 
 
 def test_out_of_memory_halves_the_batch_and_keeps_the_effective_batch(monkeypatch,
