@@ -4,8 +4,8 @@ Training is measured through fer-bench's own loop (`engine.train_sgd`: preproces
 augmentation on the device, autocast, loss, backward, clipping, optimizer step) on in-memory
 FER-like uint8 images; the first epoch warms up, the second's median step time is reported.
 FLOPs are counted by torch's FlopCounterMode on one real step, and MFU compares achieved FLOP/s
-with the peak this machine's fastest dense kernels (matmul; oneDNN convolutions on the CPU) reach
-in the same run and precision (so it is honest on any CPU or GPU)."""
+with the matmul peak this machine reaches in the same run and precision (the faster of BLAS and,
+on the CPU, oneDNN) (so it is honest on any CPU or GPU)."""
 
 from __future__ import annotations
 
@@ -42,22 +42,26 @@ def _best_rate(fn, flops: float, device: torch.device, seconds: float) -> float:
     return flops / best
 
 
-def peak_kernels(device: torch.device, dtype: torch.dtype | None,
-                 seconds: float = 1.0) -> dict[str, float]:
-    """FLOP/s of this machine's fastest dense kernels in `dtype` (None: fp32), each the best of
-    repeated timings: a square matmul (BLAS: cuBLAS, or MKL/OpenBLAS on the CPU) and, on the CPU,
-    oneDNN's GEMM-lowered convolutions (1x1 and 3x3, channels_last). The CPU needs both: MKL's
-    sgemm on AMD EPYC ran at a third to a half of oneDNN's rate (113-117 vs 213-420 GFLOP/s
-    here), so a BLAS-only peak let a conv net's MFU pass 100%."""
+def peak_kernels(device: torch.device, dtype: torch.dtype | None, seconds: float = 1.0,
+                 conv3x3: bool = False) -> dict[str, float]:
+    """FLOP/s of this machine's fastest matmuls in `dtype` (None: fp32), each the best of
+    repeated timings: a square matmul through BLAS (cuBLAS; MKL/OpenBLAS on the CPU) and, on the
+    CPU, the same GEMM through oneDNN (a 1x1 convolution in channels_last is a matmul). The CPU
+    needs both: MKL's sgemm on AMD EPYC ran at a third to a half of oneDNN's rate (113-117 vs
+    300-370 GFLOP/s here), so a BLAS-only peak let a conv net's MFU pass 100%. `conv3x3` adds
+    oneDNN's 3x3 convolution, which outran both GEMMs on that CPU (~430 GFLOP/s), for a
+    stricter comparison."""
     dt = dtype or torch.float32
     n = 8192 if device.type == "cuda" else 2048
     a, b = (torch.randn(n, n, device=device).to(dt) for _ in range(2))
     kernels = {"matmul": (lambda: a @ b, 2 * n ** 3)}
     if device.type == "cpu":
-        for k, (batch, c, hw) in {1: (16, 1024, 32), 3: (32, 256, 28)}.items():
+        shapes = {"gemm_onednn": 1, "conv3x3": 3} if conv3x3 else {"gemm_onednn": 1}
+        for name, k in shapes.items():
+            batch, c, hw = 32, 256, 28
             x = torch.randn(batch, c, hw, hw).to(dt).contiguous(memory_format=torch.channels_last)
             w = torch.randn(c, c, k, k).to(dt)
-            kernels[f"conv{k}x{k}"] = (
+            kernels[name] = (
                 lambda x=x, w=w, k=k: torch.nn.functional.conv2d(x, w, padding=k // 2),
                 2 * batch * hw * hw * c * c * k * k)
     return {name: _best_rate(fn, flops, device, seconds / len(kernels))
@@ -65,7 +69,7 @@ def peak_kernels(device: torch.device, dtype: torch.dtype | None,
 
 
 def compute_peak(device: torch.device, dtype: torch.dtype | None, seconds: float = 1.0) -> float:
-    """The measured dense-compute peak in `dtype`: the fastest of `peak_kernels`."""
+    """The measured matmul peak in `dtype`: the faster of BLAS and oneDNN (`peak_kernels`)."""
     return max(peak_kernels(device, dtype, seconds).values())
 
 

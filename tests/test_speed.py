@@ -188,14 +188,16 @@ def test_native_bf16_is_read_from_the_cpu_flags_line(flags, native):
     assert has_native_bf16("model name\t: avx512_bf16\n") is False  # only the flags line counts
 
 
-def test_peak_is_the_fastest_dense_kernel_and_includes_onednn_on_cpu(monkeypatch):
+def test_matmul_peak_is_the_faster_of_blas_and_onednn_on_cpu(monkeypatch):
     import fer_bench.bench as bench
 
     cpu = torch.device("cpu")
-    rates = bench.peak_kernels(cpu, None, seconds=0.15)
-    assert set(rates) == {"matmul", "conv1x1", "conv3x3"}
+    assert set(bench.peak_kernels(cpu, None, seconds=0.1)) == {"matmul", "gemm_onednn"}
+    rates = bench.peak_kernels(cpu, None, seconds=0.15, conv3x3=True)
+    assert set(rates) == {"matmul", "gemm_onednn", "conv3x3"}
     assert all(1e8 < r < 1e14 for r in rates.values())   # FLOP/s, not s or GFLOP/s
-    monkeypatch.setattr(bench, "peak_kernels", lambda *a, **k: {"matmul": 1e11, "conv1x1": 3e11})
+    monkeypatch.setattr(bench, "peak_kernels",
+                        lambda *a, **k: {"matmul": 1e11, "gemm_onednn": 3e11})
     assert bench.compute_peak(cpu, None) == 3e11
 
 

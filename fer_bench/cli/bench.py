@@ -37,8 +37,8 @@ def bench(
     """Samples/s, step time, parameters, GMACs, peak memory and model FLOPs utilisation.
 
     Training runs through fer-bench's own training loop on in-memory 48x48 faces (one warm-up
-    epoch, one timed); MFU is measured FLOPs per second over the peak this machine's
-    fastest dense kernels (matmul; oneDNN convolutions on the CPU) reach in the same run and
+    epoch, one timed); MFU is measured FLOPs per second over the matmul peak this
+    machine reaches (BLAS or, on the CPU, oneDNN, whichever is faster) in the same run and
     precision."""
     from ..bench import MODES, BenchOptions, bench_backbone
 
