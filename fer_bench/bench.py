@@ -4,8 +4,8 @@ Training is measured through fer-bench's own loop (`engine.train_sgd`: preproces
 augmentation on the device, autocast, loss, backward, clipping, optimizer step) on in-memory
 FER-like uint8 images; the first epoch warms up, the second's median step time is reported.
 FLOPs are counted by torch's FlopCounterMode on one real step, and MFU compares achieved FLOP/s
-with the matmul peak this machine reaches in the same run and precision (the faster of BLAS and,
-on the CPU, oneDNN) (so it is honest on any CPU or GPU)."""
+with the matmul peak this machine reaches in the same run and precision: the faster of BLAS and,
+on the CPU, oneDNN, so it is honest on any CPU or GPU."""
 
 from __future__ import annotations
 
@@ -56,9 +56,8 @@ def peak_kernels(device: torch.device, dtype: torch.dtype | None, seconds: float
     a, b = (torch.randn(n, n, device=device).to(dt) for _ in range(2))
     kernels = {"matmul": (lambda: a @ b, 2 * n ** 3)}
     if device.type == "cpu":
-        shapes = {"gemm_onednn": 1, "conv3x3": 3} if conv3x3 else {"gemm_onednn": 1}
-        for name, k in shapes.items():
-            batch, c, hw = 32, 256, 28
+        batch, c, hw = 32, 256, 28
+        for name, k in ({"gemm_onednn": 1} | ({"conv3x3": 3} if conv3x3 else {})).items():
             x = torch.randn(batch, c, hw, hw).to(dt).contiguous(memory_format=torch.channels_last)
             w = torch.randn(c, c, k, k).to(dt)
             kernels[name] = (
@@ -68,9 +67,14 @@ def peak_kernels(device: torch.device, dtype: torch.dtype | None, seconds: float
             for name, (fn, flops) in kernels.items()}
 
 
+def gemm_peak(rates: dict[str, float]) -> float:
+    """The matmul peak among `peak_kernels` rates: the faster GEMM (conv3x3 is not one)."""
+    return max(rate for name, rate in rates.items() if name != "conv3x3")
+
+
 def compute_peak(device: torch.device, dtype: torch.dtype | None, seconds: float = 1.0) -> float:
     """The measured matmul peak in `dtype`: the faster of BLAS and oneDNN (`peak_kernels`)."""
-    return max(peak_kernels(device, dtype, seconds).values())
+    return gemm_peak(peak_kernels(device, dtype, seconds))
 
 
 class PeakMemory:
@@ -130,7 +134,7 @@ class BenchRow:
     gmacs: float              # per image, forward, at image_size
     flops_per_sample: float   # the measured step's FLOPs / batch (train: forward + backward)
     peak_mem_mb: float | None
-    mfu: float                # achieved FLOP/s / measured peak in the same precision
+    mfu: float                # achieved FLOP/s / measured matmul peak in the same precision
     peak_tflops: float
     device: str
 
@@ -188,7 +192,7 @@ def _count_flops(fn) -> float:
 
 def bench_backbone(spec: str, modes: tuple[str, ...], opts: BenchOptions,
                    peaks: dict[str, float]) -> list[BenchRow]:
-    """Rows for one backbone. `peaks` caches the measured peak per precision across backbones."""
+    """Rows for one backbone. `peaks` caches the matmul peak per precision across backbones."""
     from .engine import pick_device, prepare, train_sgd
     from .inputs import forward_all
 

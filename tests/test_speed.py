@@ -199,6 +199,7 @@ def test_matmul_peak_is_the_faster_of_blas_and_onednn_on_cpu(monkeypatch):
     monkeypatch.setattr(bench, "peak_kernels",
                         lambda *a, **k: {"matmul": 1e11, "gemm_onednn": 3e11})
     assert bench.compute_peak(cpu, None) == 3e11
+    assert bench.gemm_peak({"matmul": 1e11, "gemm_onednn": 2e11, "conv3x3": 4e11}) == 2e11
 
 
 def test_out_of_memory_halves_the_batch_and_keeps_the_effective_batch(monkeypatch,
