@@ -26,7 +26,8 @@ def cpu_has_fast_bf16() -> bool:
     """Whether bf16 beats fp32 on this CPU: with AMX tiles (Intel Sapphire Rapids and later;
     ~4x matmuls, 1.5x ResNet training measured) or AVX512-BF16 (Intel Cooper Lake, AMD Zen 4
     and later; 3x matmuls, 2x resnet18 training measured on an EPYC). Elsewhere CPU bf16 is
-    emulated and no faster, so `amp = "auto"` stays fp32."""
+    emulated and no faster. `amp = "auto"` is fp32 on every CPU (reproducible figures); this
+    tells `fer-bench bench` and the speed scripts whether `amp = "bf16"` is worth asking for."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -39,10 +40,12 @@ def amp_dtype(device: torch.device, amp: str) -> torch.dtype | None:
     if amp == "off":
         return None
     if amp == "auto":
+        # CPU: fp32, always. bf16 kernels round differently from one CPU family to the next, so
+        # a default figure must not depend on which CPU ran it; `amp = "bf16"` asks for it.
         if device.type == "cuda":
             native = torch.cuda.is_bf16_supported(including_emulation=False)  # Ampere+
             return torch.bfloat16 if native else torch.float16
-        return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else None
+        return None
     if amp == "fp16" and device.type == "cpu":
         raise ConfigError("train.amp=fp16 needs CUDA; use bf16 or off on the CPU")
     return torch.float16 if amp == "fp16" else torch.bfloat16

@@ -119,6 +119,26 @@ def average(value: torch.Tensor) -> torch.Tensor:
     return (v / world()).reshape(()).to(value.device)
 
 
+def gather_batch(local: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows of the global batch, in rank order (what one process would hold). This
+    rank's rows keep their autograd graph; the others' are constants (see
+    engine.batch_objective for why the gradient is then exact)."""
+    if not active():
+        return local
+    dev = _comm_device()
+    size = torch.tensor([len(local)], device=dev)
+    sizes = [torch.zeros_like(size) for _ in range(world())]
+    dist.all_gather(sizes, size)
+    counts = [int(s) for s in sizes]
+    padded = torch.zeros((max(counts), *local.shape[1:]), dtype=local.dtype, device=dev)
+    padded[:len(local)] = local.detach().to(dev)
+    parts = [torch.empty_like(padded) for _ in counts]
+    dist.all_gather(parts, padded)
+    rows = [p[:c].to(local.device) for p, c in zip(parts, counts, strict=True)]
+    rows[rank()] = local
+    return torch.cat(rows)
+
+
 # ---------------------------------------------------------------------------- evaluation hooks
 
 def eval_range(n: int) -> range:
@@ -209,5 +229,6 @@ def follow(run_cell: Callable) -> int:
 
 
 __all__ = ["active", "announce", "average", "env_world_size", "eval_range", "follow",
+           "gather_batch",
            "gather_rows", "init_from_env", "lead", "rank", "release", "shard_batch",
            "shutdown", "sync_buffers", "world", "wrap_model"]

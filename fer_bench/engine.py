@@ -112,7 +112,8 @@ def build_model(cell: Cell, dataset: FERDataset, cache: TensorCache | None = Non
         if class_text.context is not None:
             context.append(class_text.context.ctx)
         head = create_head(cell.head, feature_dim=dim, n_classes=n_classes,
-                           class_text=class_text, identity_projection=paired)
+                           class_text=class_text, identity_projection=paired,
+                           absent_classes=cell.train.absent_classes)
         resolved["text_encoder"] = text.describe()
         resolved["prompts"] = dict(zip(dataset.classes, prompts, strict=True))
     else:
@@ -120,7 +121,9 @@ def build_model(cell: Cell, dataset: FERDataset, cache: TensorCache | None = Non
     if backbone.paired_text is not None and text is not backbone.paired_text:
         backbone.paired_text = None  # an unused CLIP text tower must not train or cost memory
     regime = "frozen" if meta.get("frozen_image") or not head.trains else cell.train.regime
-    resolved["regime"] = apply_regime(backbone.encoder, text, regime, context)
+    # the head's own parameters (a paired tower's logit scale too) train whatever the regime
+    resolved["regime"] = apply_regime(backbone.encoder, text, regime,
+                                      [*context, *head.own_parameters()])
     return CellModel(backbone, head), text, resolved
 
 
@@ -174,6 +177,27 @@ class ClassBalance:
         return head.loss(logits, labels, self.class_weight)
 
 
+def epoch_steps(n: int, batch_size: int, drop_last: bool) -> int:
+    """Steps per epoch; drop_last (LASTED's DataLoader) drops a last partial batch."""
+    if drop_last and n >= batch_size:
+        return n // batch_size
+    return math.ceil(n / batch_size)
+
+
+def batch_objective(head: Head, balance: ClassBalance, logits: torch.Tensor,
+                    labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, what to backpropagate). A loss that couples the batch's rows (LASTED's text axis)
+    is computed under DDP on the global batch, as one process (or LASTED's DataParallel) does:
+    the other ranks' logits join as constants, so each rank's backward carries its own rows'
+    share; DDP's gradient average divides by the world size, which the factor undoes."""
+    if not (head.batch_loss and distributed.active()):
+        loss = balance.loss(head, logits, labels)
+        return loss, loss
+    loss = balance.loss(head, distributed.gather_batch(logits),
+                        distributed.gather_batch(labels))
+    return loss, loss * distributed.world()
+
+
 def score_of(metrics: dict, loss: float, select: str) -> float:
     return -loss if select == "loss" else (metrics[select] or 0.0)
 
@@ -194,7 +218,7 @@ def train_sgd(model: CellModel, inputs: ImageInputs, dataset: FERDataset, cell: 
     opt = make_optimizer(params, cfg)
     if compute is not None:
         compute["optimizer"] = "fused" if opt.defaults.get("fused") else "default"
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    steps_per_epoch = epoch_steps(len(train), cfg.batch_size, cfg.drop_last)
     updates = math.ceil(steps_per_epoch / cfg.accum_steps) * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch / cfg.accum_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -228,16 +252,19 @@ def train_sgd(model: CellModel, inputs: ImageInputs, dataset: FERDataset, cell: 
             if train.targets is not None:  # FERPlus probability / multi_target labels
                 loss = soft_target_loss(logits.float(), train.targets[idx].to(device),
                                         dataset.meta["targets"])
+                backward = loss
             else:
-                loss = balance.loss(model.head, logits.float(), labels[idx.to(device)])
+                loss, backward = batch_objective(model.head, balance, logits.float(),
+                                                 labels[idx.to(device)])
             step_loss = distributed.average(loss.detach())  # DDP: the global batch's loss
-            scaler.scale(loss / cfg.accum_steps).backward()
+            scaler.scale(backward / cfg.accum_steps).backward()
             if (step + 1) % cfg.accum_steps == 0 or step + 1 == steps_per_epoch:
                 scaler.unscale_(opt)
                 if cfg.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 scaler.step(opt)
                 scaler.update()
+                model.head.after_step()  # e.g. clamp the logit scale's value (open_clip's rule)
                 sched.step()
                 opt.zero_grad(set_to_none=True)
             loss_sum += step_loss * len(idx)
@@ -251,19 +278,11 @@ def train_sgd(model: CellModel, inputs: ImageInputs, dataset: FERDataset, cell: 
             if progress:
                 progress({"epoch": epoch, "epochs": cfg.epochs, "step": step + 1,
                           "steps": steps_per_epoch, "loss": shown})
-        train_loss = float(loss_sum) / max(1, n_seen)
         epoch_s = time.perf_counter() - t_epoch
-        if model.head.uses_text:
-            model.head.class_text.invalidate()
-        val_logits = inputs.logits(val.images, what="val features")
-        val_metrics = compute_metrics(val.labels.numpy(), val_logits.argmax(1).numpy(),
-                                      dataset.classes)
-        val_loss = float(model.head.loss(val_logits.to(device), val.labels.to(device)).item())
-        score = score_of(val_metrics, val_loss, cfg.select_metric)
-        history.append({"epoch": epoch, "train_loss": train_loss,
-                        "val_loss": val_loss, "val_accuracy": val_metrics["accuracy"],
-                        "val_fear_disgust": val_metrics["fear_disgust"],
-                        "lr": opt.param_groups[0]["lr"], "train_s": round(epoch_s, 3),
+        score, record = validate_epoch(model, inputs, val, dataset.classes, device,
+                                       cfg.select_metric)
+        history.append({"epoch": epoch, "train_loss": float(loss_sum) / max(1, n_seen),
+                        **record, "lr": opt.param_groups[0]["lr"], "train_s": round(epoch_s, 3),
                         "train_images_per_s": round(n_seen / max(epoch_s, 1e-9), 1)})
         if score > best_score:
             best_score, best_epoch, stale = score, epoch, 0
@@ -277,6 +296,19 @@ def train_sgd(model: CellModel, inputs: ImageInputs, dataset: FERDataset, cell: 
     if best_state is not None:
         module.load_state_dict(best_state)
     return best_epoch, history
+
+
+def validate_epoch(model: CellModel, inputs: ImageInputs, val, classes: tuple[str, ...],
+                   device: torch.device, select: str) -> tuple[float, dict]:
+    """(checkpoint-selection score, history fields) of the model on the validation split."""
+    if model.head.uses_text:
+        model.head.class_text.invalidate()
+    logits = inputs.logits(val.images, what="val features")
+    metrics = compute_metrics(val.labels.numpy(), logits.argmax(1).numpy(), classes)
+    loss = float(model.head.loss(logits.to(device), val.labels.to(device)).item())
+    return score_of(metrics, loss, select), {
+        "val_loss": loss, "val_accuracy": metrics["accuracy"],
+        "val_fear_disgust": metrics["fear_disgust"]}
 
 
 def fit_probe(model: CellModel, inputs: ImageInputs, dataset: FERDataset,
@@ -454,6 +486,7 @@ def _run_cell_once(cell: Cell, progress: ProgressFn | None,
     if cell.cross:
         timing["cross_s"] = round(time.perf_counter() - t2, 3)
     resolved["compute"]["caches"] = prepared.cache.log
+    resolved["head"] = model.head.describe()  # e.g. the trained logit scale
     checkpoint = ({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
                   if keep_checkpoint else None)
     return CellOutput(

@@ -21,7 +21,7 @@ from .data.transforms import Preprocess, merge_crops
 from .plan import TrainConfig
 from .tensor_cache import TensorCache, module_digest, tensor_digest
 
-FEATURES_VERSION = 1  # bump when the way features are computed changes
+FEATURES_VERSION = 2  # bump when the way features are computed changes (2: eval crop)
 
 
 @torch.no_grad()
@@ -90,7 +90,7 @@ class FeatureInputs(ImageInputs):
         self._key = {"kind": "features", "version": FEATURES_VERSION,
                      "backbone": backbone.config.to_dict(),
                      "encoder": module_digest(backbone.encoder),
-                     "preprocess": pre.describe(), "amp": amp}
+                     "preprocess": pre.describe(), "amp": amp, "device": device.type}
         self._digests: dict[int, str] = {}
         self._memo: dict[tuple, torch.Tensor] = {}
 

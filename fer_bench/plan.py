@@ -47,9 +47,11 @@ class TrainConfig:
     optimizer: str = "adamw"          # adamw | adam | sgd
     schedule: str = "cosine"          # cosine | constant (after warmup)
     warmup_epochs: float = 0.0
-    grad_clip: float = 1.0            # 0 disables
+    grad_clip: float = 1.0            # 0 disables (LASTED: none)
+    drop_last: bool = False           # drop a last partial training batch (LASTED: true)
+    absent_classes: str = "mask"      # lasted, class absent from a batch: mask | image_only
     regime: str = "full"              # full | image | text | frozen | partial:N (see REGIMES)
-    amp: str = "auto"                 # auto (bf16 on CUDA, native-bf16 CPUs) | bf16 | fp16 | off
+    amp: str = "auto"                 # auto (bf16/fp16 on CUDA, fp32 on CPU) | bf16 | fp16 | off
     select_metric: str = "accuracy"   # checkpoint selection on the *validation* split
     patience: int = 0                 # early stopping after N epochs without improvement; 0 off
     balance: str = "none"             # none | sampler | loss (class-balanced, for disgust)
@@ -89,6 +91,9 @@ class TrainConfig:
                                         and int(self.regime[8:]) >= 1),
              f"regime must be one of {', '.join(REGIMES)} or partial:N (N >= 1)"),
             (self.amp in ("auto", "bf16", "fp16", "off"), "amp must be auto, bf16, fp16 or off"),
+            (self.absent_classes in ("mask", "image_only"),
+             "absent_classes must be mask or image_only"),
+            (self.grad_clip >= 0, "grad_clip must be >= 0 (0 disables)"),
             (self.select_metric in SELECT_METRICS,
              f"select_metric must be one of {', '.join(SELECT_METRICS)}"),
             (self.patience >= 0, "patience must be >= 0"),
@@ -274,6 +279,10 @@ def expand_backbones(names: list[str]) -> list[str]:
 # results computed before they existed are still found (and not recomputed).
 ID_NEUTRAL_DEFAULTS = {"feature_cache": True, "feature_views": 1, "channels_last": "auto",
                        "compile": False, "tf32": True, "oom_retry": True}
+# Bumped when the same config computes different numbers, so such cells get new ids. 2: the
+# LASTED loss never halves (absent classes), the paired tower's logit scale, fp32 by default on
+# the CPU, eval preprocessing as timm/open_clip do it (shortest side, crop_pct, uint8 rounding).
+CELL_SEMANTICS = 2
 
 
 @dataclass(frozen=True)
@@ -299,7 +308,10 @@ class Cell:
 
     @property
     def cell_id(self) -> str:
-        blob = json.dumps(self.config(), sort_keys=True, separators=(",", ":"))
+        config = self.config()
+        if CELL_SEMANTICS > 1:  # results computed under older semantics are not reused
+            config["semantics"] = CELL_SEMANTICS
+        blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property

@@ -49,6 +49,13 @@ def module_digest(module: nn.Module) -> str:
     return h.hexdigest()
 
 
+def autocast_state(device: torch.device) -> str:
+    """The precision a forward on `device` runs in right now: "fp32" or the autocast dtype."""
+    if torch.is_autocast_enabled(device.type):
+        return str(torch.get_autocast_dtype(device.type)).replace("torch.", "")
+    return "fp32"
+
+
 class TensorCache:
     """`get(key, compute)`: the stored tensor for `key`, or `compute()` stored and returned.
     `log` records one (kind, status) per lookup for the results: hit, miss, or off."""

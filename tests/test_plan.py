@@ -61,7 +61,7 @@ def _bench(tmp_path: Path, text: str):
 def test_overrides_skip_and_globs(tmp_path: Path):
     bench = _bench(tmp_path, """
 [axes]
-backbones = ["clip_rn50*", "fer_cnn"]
+backbones = ["clip_rn50", "clip_rn50x?", "clip_rn50x??", "fer_cnn"]
 heads = ["lasted", "linear"]
 prompts = ["classnames", "facs"]
 [train]

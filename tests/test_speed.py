@@ -164,13 +164,15 @@ def test_bf16_autocast_and_channels_last_agree_with_fp32(backbone, tiny_dataset)
     assert torch.equal(bf16.argmax(1)[clear], fp32.argmax(1)[clear])
 
 
-def test_amp_auto_is_fp32_without_a_fast_bf16_cpu(monkeypatch):
+def test_amp_auto_is_fp32_on_every_cpu(monkeypatch):
+    """The default's figures must not depend on the CPU family: bf16 is asked for, never
+    implied, on the CPU."""
     import fer_bench.compute as compute
 
-    monkeypatch.setattr(compute, "cpu_has_fast_bf16", lambda: False)
-    assert amp_dtype(torch.device("cpu"), "auto") is None
-    monkeypatch.setattr(compute, "cpu_has_fast_bf16", lambda: True)
-    assert amp_dtype(torch.device("cpu"), "auto") is torch.bfloat16
+    for fast in (False, True):
+        monkeypatch.setattr(compute, "cpu_has_fast_bf16", lambda fast=fast: fast)
+        assert amp_dtype(torch.device("cpu"), "auto") is None
+    assert amp_dtype(torch.device("cpu"), "bf16") is torch.bfloat16
     assert amp_dtype(torch.device("cpu"), "off") is None
 
 

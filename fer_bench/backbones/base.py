@@ -15,7 +15,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 # The fields `fer-bench backbones list --format json` prints, in order.
 SUMMARY_FIELDS = ("name", "family", "input_size", "feature_dim", "params_m", "gmacs", "mean",
-                  "std", "interpolation", "text_tower", "weights")
+                  "std", "interpolation", "crop_pct", "resize_mode", "text_tower", "weights")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,10 @@ class BackboneConfig:
     in_chans: int = 3              # 1: grayscale in; 3: gray faces are replicated to RGB
     interpolation: str = "bilinear"
     fixed_input_size: bool = False
+    # Evaluation resize as the library does it: "shortest" side to input/crop_pct, then a
+    # centre crop (timm's crop_pct, open_clip's "shortest"), or "squash" both sides.
+    crop_pct: float = 1.0
+    resize_mode: str = "shortest"
     feature_dim: int = 0
     text_tower: bool = False       # a paired CLIP text tower exists
     params_m: float = 0.0          # image encoder only

@@ -7,7 +7,7 @@ FER_BENCH_BACKBONES_PATH).
     notes = "..."
     [preprocess]                         # optional overrides of the library's preprocessing
     input_size = 448                     # also mean, std, interpolation, in_chans,
-                                         # fixed_input_size
+                                         # fixed_input_size, crop_pct, resize_mode
     [measured]                           # written by `fer-bench backbones measure --write`
 
 The [measured] table caches what `backbones list` shows (dims, params, GMACs, preprocessing) so
@@ -27,9 +27,12 @@ from .base import BackboneConfig
 TOP_KEYS = {"family", "model", "weights", "notes", "preprocess", "measured"}
 PREPROCESS_TYPES: dict[str, tuple[type, ...]] = {
     "input_size": (int, list), "mean": (list,), "std": (list,), "interpolation": (str,),
-    "in_chans": (int,), "fixed_input_size": (bool,)}
+    "in_chans": (int,), "fixed_input_size": (bool,), "crop_pct": (float, int),
+    "resize_mode": (str,)}
 MEASURED_KEYS = ("family", "input_size", "in_chans", "feature_dim", "params_m", "text_params_m",
-                 "gmacs", "mean", "std", "interpolation", "fixed_input_size", "text_tower")
+                 "gmacs", "mean", "std", "interpolation", "crop_pct", "resize_mode",
+                 "fixed_input_size", "text_tower")
+OPTIONAL_MEASURED = {"text_params_m": 0.0, "crop_pct": 1.0, "resize_mode": "shortest"}
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,8 @@ class Card:
             fixed_input_size=bool(m["fixed_input_size"]), feature_dim=int(m["feature_dim"]),
             text_tower=bool(m["text_tower"]), params_m=float(m["params_m"]),
             gmacs=float(m["gmacs"]), text_params_m=float(m.get("text_params_m", 0.0)),
-            notes=self.notes)
+            crop_pct=float(m.get("crop_pct", 1.0)),
+            resize_mode=str(m.get("resize_mode", "shortest")), notes=self.notes)
 
 
 def read_card(path: Path, known_families: list[str] | None = None) -> Card:
@@ -98,7 +102,7 @@ def _read_card(path: Path, known_families: tuple[str, ...], _mtime: int) -> Card
             raise ConfigError(f"{path}: preprocess.{key} has the wrong type "
                               f"({type(value).__name__})")
     measured = data.get("measured", {})
-    missing = [k for k in MEASURED_KEYS if k not in measured and k != "text_params_m"]
+    missing = [k for k in MEASURED_KEYS if k not in measured and k not in OPTIONAL_MEASURED]
     if measured and missing:
         raise ConfigError(f"{path}: [measured] lacks {', '.join(missing)} (rewrite it with "
                           "`fer-bench backbones measure NAME --write`)")

@@ -62,9 +62,12 @@ class HFClipTextTower(TextEncoder):
     """The text half of a transformers CLIPModel: EOS-token pooled output, projected."""
 
     def __init__(self, text_model: nn.Module, projection: nn.Module, tokenizer, name: str,
-                 weights: str, context_length: int) -> None:
+                 weights: str, context_length: int,
+                 logit_scale: nn.Parameter | None = None) -> None:
         super().__init__()
         self.text_model, self.projection, self._tokenizer = text_model, projection, tokenizer
+        if logit_scale is not None:  # CLIPModel's pretrained temperature, for the lasted head
+            self.logit_scale = logit_scale
         self.name, self.weights, self.context_length = name, weights, context_length
         self.dim = int(projection.out_features)
 
@@ -111,7 +114,12 @@ def _preprocessing(path: str, config, model_type: str) -> tuple[dict, str]:
     else:
         mean, std = IMAGENET_MEAN, IMAGENET_STD
         note = "no preprocessor_config.json: ImageNet mean/std assumed"
-    return {"input_size": size, "mean": mean, "std": std,
+    resize, crop_pct = pp.get("size"), 1.0
+    if isinstance(resize, dict) and "shortest_edge" in resize and pp.get("do_center_crop", True):
+        crop_pct = min(size) / resize["shortest_edge"]  # CLIPImageProcessor: 224 of 224
+    squash = isinstance(resize, dict) and "height" in resize  # ViTImageProcessor: both sides
+    return {"input_size": size, "mean": mean, "std": std, "crop_pct": crop_pct,
+            "resize_mode": "squash" if squash else "shortest",
             "interpolation": "bicubic" if pp.get("resample", 3) == 3 else "bilinear",
             "in_chans": int(getattr(vcfg, "num_channels", 3)),
             "fixed_input_size": hasattr(vcfg, "patch_size")}, note
@@ -189,6 +197,6 @@ def _clip_text_tower(model, path: str, name: str, weights: str) -> TextEncoder |
         return None  # an image-only use of a CLIP checkpoint saved without its tokenizer
     length = int(model.config.text_config.max_position_embeddings)
     tower = HFClipTextTower(model.text_model, model.text_projection, tokenizer, f"hf:{path}",
-                            weights, length)
+                            weights, length, getattr(model, "logit_scale", None))
     model.text_model = model.text_projection = None  # owned once, by the text tower
     return tower

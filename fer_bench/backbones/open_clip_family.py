@@ -117,6 +117,7 @@ def build_open_clip(spec: BackboneSpec, *, load_weights: bool = True,
         name=spec.name, family="open_clip", model=spec.model, weights=weights,
         input_size=size, mean=tuple(pre.get("mean")), std=tuple(pre.get("std")), in_chans=3,
         interpolation=pre.get("interpolation", "bicubic"), fixed_input_size=True,
+        resize_mode="squash" if pre.get("resize_mode") == "squash" else "shortest",
         feature_dim=int(visual.output_dim), text_tower=True, params_m=count_params_m(visual),
         text_params_m=count_params_m(clip),
         extra={"quick_gelu": _uses_quick_gelu(clip)},  # the text tower's activation

@@ -85,6 +85,7 @@ def build_timm(spec: BackboneSpec, *, load_weights: bool = True,
         # is head_hidden_size wide, not num_features
         feature_dim=int(getattr(model, "head_hidden_size", None) or model.num_features),
         params_m=count_params_m(model),
-        extra={"crop_pct": dc.get("crop_pct")},
+        crop_pct=float(dc.get("crop_pct") or 1.0),
+        resize_mode="squash" if dc.get("crop_mode") == "squash" else "shortest",
     )
     return Backbone(model, cfg)

@@ -20,7 +20,7 @@ import torch
 
 from .dataset import SPLITS, FERDataset, Split
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: non-square images keep their centred square (were squashed)
 
 
 def cache_dir() -> Path:

@@ -44,8 +44,25 @@ def _open(job: ImageJob, mode: str | None, size: tuple[int, int] | None) -> Imag
         x, y, w, h = job.box
         im = im.crop((x, y, x + w, y + h))
     if size is not None and im.size != size:
-        im = im.resize(size, Image.Resampling.BILINEAR)
+        im = _centre_to_aspect(im, size).resize(size, Image.Resampling.BILINEAR)
     return im
+
+
+def _centre_to_aspect(im: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """The largest centred region of `size`'s aspect ratio: an image stored at another aspect
+    than its own is never squashed. Shortest-side-and-centre-crop evaluation (timm, open_clip)
+    looks only inside that region, so no pixel it would use is lost."""
+    w, h = im.size
+    tw, th = size
+    if w * th == h * tw:
+        return im
+    if w * th > h * tw:  # too wide
+        cw = round(h * tw / th)
+        left = (w - cw) // 2
+        return im.crop((left, 0, left + cw, h))
+    ch = round(w * th / tw)
+    top = (h - ch) // 2
+    return im.crop((0, top, w, top + ch))
 
 
 def _probe(jobs: list[ImageJob], n: int = 32) -> tuple[int, tuple[int, int]]:

@@ -62,10 +62,37 @@ class Preprocess:
         self.mean = torch.tensor(mean).view(1, -1, 1, 1)
         self.std = torch.tensor(std).view(1, -1, 1, 1)
         self.augment = augment or Augment()
+        self.crop_pct, self.resize_mode = float(cfg.crop_pct), cfg.resize_mode
 
     def describe(self) -> dict:
         return {"size": list(self.size), "in_chans": self.in_chans, "mode": self.mode,
-                "mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
+                "mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist(),
+                "eval_resize": {"mode": self.resize_mode, "crop_pct": self.crop_pct,
+                                "antialias": True, "round": "uint8"}}
+
+    def eval_resize(self, x: torch.Tensor) -> torch.Tensor:
+        """[0, 1] B x C x h x w -> B x C x H x W as timm's and open_clip's evaluation transforms
+        do it on a PIL image: resize the shortest side to H / crop_pct (or, "squash", both
+        sides), antialiased (torch's antialiased kernels are PIL's filters, bicubic a = -0.5),
+        one axis at a time rounding to uint8 levels as PIL does, then centre-crop H x W."""
+        h, w = x.shape[-2:]
+        H, W = self.size
+        if (h, w) == (H, W) and self.crop_pct == 1.0:
+            return x
+        scale = (math.floor(H / self.crop_pct), math.floor(W / self.crop_pct))
+        if self.resize_mode == "squash" or scale[0] != scale[1]:
+            target = scale
+        else:  # torchvision Resize(int): the short side to `scale`, the long one truncated
+            short, long = (h, w) if h <= w else (w, h)
+            other = int(scale[0] * long / short)
+            target = (scale[0], other) if h <= w else (other, scale[0])
+        # PIL resamples width, then height, rounding to uint8 after each pass: so do we
+        for size in ((h, target[1]), target):
+            if size != tuple(x.shape[-2:]):
+                x = F.interpolate(x, size=size, mode=self.mode, align_corners=False,
+                                  antialias=True).mul_(255).round_().clamp_(0, 255).div_(255)
+        top, left = int(round((target[0] - H) / 2.0)), int(round((target[1] - W) / 2.0))
+        return x[..., top:top + H, left:left + W]
 
     def _channels(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] == self.in_chans:
@@ -81,11 +108,7 @@ class Preprocess:
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """uint8 B x C x h x w (on any device) -> normalised float B x in_chans x H x W."""
         x = images.float().div_(255.0)
-        if train:
-            x = self._random_affine(x, generator)
-        elif tuple(x.shape[-2:]) != self.size:
-            x = F.interpolate(x, size=self.size, mode=self.mode, align_corners=False,
-                              antialias=x.shape[-1] > self.size[-1])
+        x = self._random_affine(x, generator) if train else self.eval_resize(x)
         x = self._channels(x)
         mean, std = self.mean.to(x.device), self.std.to(x.device)
         return (x - mean) / std
@@ -115,5 +138,10 @@ class Preprocess:
         cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
         theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1),
                              torch.stack([sin * flip, cos, ty], 1)], 1)
+        # a non-square image: sample its centred region of the output's aspect (never squash)
+        ratio = (x.shape[-1] / x.shape[-2]) / (self.size[1] / self.size[0])
+        if ratio != 1.0:
+            theta = theta * theta.new_tensor([[1 / ratio], [1.0]] if ratio > 1
+                                             else [[1.0], [ratio]])
         grid = F.affine_grid(theta, [b, x.shape[1], *self.size], align_corners=False)
         return F.grid_sample(x, grid, mode=self.mode, padding_mode="border", align_corners=False)

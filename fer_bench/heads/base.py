@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -9,7 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import Registry
-from ..tensor_cache import TensorCache, module_digest
+from ..tensor_cache import TensorCache, autocast_state, module_digest, tensor_digest
+
+TEXT_CACHE_VERSION = 2  # 2: key holds tokens, device and precision
 
 HEADS: Registry[Callable[..., Head]] = Registry("head", "fer_bench.heads")
 
@@ -17,12 +20,31 @@ HEADS: Registry[Callable[..., Head]] = Registry("head", "fer_bench.heads")
 class Head(nn.Module):
     """features (B x D) -> logits (B x C); `loss(logits, labels)` is what training minimises."""
 
-    uses_text: bool = False  # needs a text encoder and a prompt set
-    trains: bool = True      # trained by the SGD loop (probe and zeroshot are not)
+    uses_text: bool = False   # needs a text encoder and a prompt set
+    trains: bool = True       # trained by the SGD loop (probe and zeroshot are not)
+    batch_loss: bool = False  # the loss couples a batch's rows: DDP computes it on the global batch
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor,
              weight: torch.Tensor | None = None) -> torch.Tensor:
         return F.cross_entropy(logits, labels, weight=weight)
+
+    def own_parameters(self) -> list[nn.Parameter]:
+        """The head's parameters that always train, whatever the regime freezes (not the text
+        encoder's, which the regime decides)."""
+        return [p for n, p in self.named_parameters() if not n.startswith("class_text.")]
+
+    def after_step(self) -> None:
+        """Called after every optimizer step (e.g. to clamp a parameter's value)."""
+
+    def describe(self) -> dict:
+        """What the results record about the trained head."""
+        return {}
+
+
+def encoding_parameters(encoder: nn.Module) -> list[nn.Parameter]:
+    """The parameters a text encoder encodes with (`encoding_parameters()` where it says)."""
+    own = getattr(encoder, "encoding_parameters", None)
+    return list(own()) if own else list(encoder.parameters())
 
 
 class LearnedContext(nn.Module):
@@ -73,7 +95,9 @@ class ClassText(nn.Module):
 
     @property
     def trainable(self) -> bool:
-        return any(p.requires_grad for p in self.encoder.parameters())
+        """Whether the embeddings can change: a trainable logit scale kept beside a CLIP text
+        tower does not count (it scales logits, it does not encode)."""
+        return any(p.requires_grad for p in encoding_parameters(self.encoder))
 
     def _encode(self, rows: torch.Tensor | None = None) -> torch.Tensor:
         tokens = {k: getattr(self, f"tok_{k}") for k in self._token_keys}
@@ -89,9 +113,15 @@ class ClassText(nn.Module):
             return self._encode()
         if self._frozen is None:  # the frozen weights cannot change within a cell: look up once
             describe = getattr(self.encoder, "describe", None)
-            key = {"kind": "text",
+            device = self.owner.device
+            tokens = [getattr(self, f"tok_{k}") for k in self._token_keys]
+            # Everything the embeddings depend on: weights, tokenizer output, and the precision
+            # and device they are computed in (autocast state at the time of the lookup).
+            key = {"kind": "text", "version": TEXT_CACHE_VERSION,
                    "encoder": describe() if describe else type(self.encoder).__name__,
-                   "weights": module_digest(self.encoder), "prompts": self.prompts}
+                   "weights": module_digest(self.encoder), "prompts": self.prompts,
+                   "tokens": tensor_digest(*tokens), "device": device.type,
+                   "autocast": autocast_state(device)}
             self._frozen = self.cache.get(key, self._encode, "class text embeddings")
         return self._frozen.to(self.owner.device)
 
@@ -129,4 +159,10 @@ class ClassText(nn.Module):
 
 
 def create_head(name: str, **kwargs) -> Head:
-    return HEADS.get(name).obj(**kwargs)
+    """The registered head; options a factory does not declare are not passed (plugin heads
+    written before an option existed keep working)."""
+    factory = HEADS.get(name).obj
+    params = inspect.signature(factory).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    return factory(**kwargs)

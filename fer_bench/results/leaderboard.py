@@ -173,6 +173,27 @@ def _cost(member: dict, view: dict) -> dict:
             "train_images_per_s": timing.get("train_images_per_s")}
 
 
+PRECISION_NAMES = {"off": "fp32", "torch.bfloat16": "bf16", "torch.float16": "fp16"}
+
+
+def precision_of(result: dict) -> str:
+    """The precision a cell trained and evaluated in, from its resolved config."""
+    resolved = (result.get("config") or {}).get("resolved") or {}
+    amp = (resolved.get("compute") or {}).get("amp", resolved.get("amp"))
+    return PRECISION_NAMES.get(str(amp), str(amp)) if amp is not None else "?"
+
+
+def mark_precision(rows: list[dict]) -> None:
+    """Rows whose precision differs from the most common one are marked: bf16 and fp32 figures
+    are not comparable to the last digit (bf16 kernels round differently per CPU family)."""
+    counts: dict[str, int] = defaultdict(int)
+    for r in rows:
+        counts[r["precision"]] += 1
+    common = max(counts, key=lambda k: (counts[k], k == "fp32")) if counts else None
+    for r in rows:
+        r["precision_differs"] = len(counts) > 1 and r["precision"] != common
+
+
 def _label(row: dict) -> str:
     parts = [row["backbone"], row["head"], row["prompts"], row["text_encoder"]]
     return " · ".join(str(p) for p in parts if p)
@@ -201,6 +222,7 @@ def _make_row(members: list[tuple[dict, dict]], dataset: str | None) -> dict:
     row["confusion"] = (np.sum(confs, 0).astype(int).tolist()
                         if len(confs) == len(members) and len({c.shape for c in confs}) == 1
                         else None)
+    row["precision"] = "/".join(sorted({precision_of(m) for m, _ in members}))
     row["cell_ids"] = [m["cell_id"] for m, _ in members]
     row["group"] = group_key(first)
     row["label"] = _label(row)
@@ -226,6 +248,7 @@ def build_rows(results: list[dict], sort: str = "fear_disgust", *, dataset: str 
         if view is not None:
             groups[(group_key(r), dataset or r["dataset"])].append((r, view))
     rows = [_make_row(members, dataset) for members in groups.values()]
+    mark_precision(rows)
     _check_sort(sort, rows)
     classes_all = {c for r in rows for c in r["per_class_accuracy"]}
     sort = normalise_key(sort, classes_all)
@@ -379,9 +402,10 @@ TITLES = {"rank": "#", "label": "model", "backbone": "backbone", "head": "head",
           "train_s": "train (s)", "images_per_s": "img/s",
           "train_images_per_s": "train img/s", "bench_train_per_s": "bench train/s",
           "bench_infer_per_s": "bench infer/s", "bench_mfu": "MFU", "p_vs_top": "p vs top",
-          "p_vs_baseline": "p vs base", "mcnemar_vs_top": "McNemar p", "cell_id": "cell"}
+          "p_vs_baseline": "p vs base", "mcnemar_vs_top": "McNemar p", "cell_id": "cell",
+          "precision": "precision"}
 FD_COLUMNS = ("recall:fear", "recall:disgust")
-TEXT_KEYS = {*IDENTITY, "label", "eval_dataset", "cell_id"}
+TEXT_KEYS = {*IDENTITY, "label", "eval_dataset", "cell_id", "precision"}
 DEFAULT_COLUMNS = ["rank", "backbone", "head", "prompts", "text_encoder", "dataset",
                    "fear_disgust", "recall:fear", "recall:disgust", "accuracy",
                    "balanced_accuracy", "macro_f1", "n_seeds"]
@@ -471,7 +495,10 @@ def cell_text(row: dict, key: str, ci: str = "sort", sort: str = "fear_disgust",
         return str(row[key])
     if key in TEXT_KEYS:
         v = raw_value(row, key)
-        return str(v) if v is not None else "-"
+        text = str(v) if v is not None else "-"
+        if key in ("label", "backbone") and row.get("precision_differs"):
+            text += f" [{row['precision']}]"  # not comparable to the others' last digit
+        return text
     if key in ("p_vs_top", "p_vs_baseline", "mcnemar_vs_top"):
         return _p_text(raw_value(row, key))
     v = metric_value(row, key)
@@ -520,6 +547,11 @@ def footnote(rows: list[dict], sort: str = "fear_disgust") -> str:
                      f"{column_title(m)}, p ≥ 0.05); p vs top: two-sided p of that test.")
     if rows and rows[0].get("baseline"):
         parts.append(f"p vs base: the same test against {rows[0]['baseline']}.")
+    odd = sorted({r["precision"] for r in rows if r.get("precision_differs")})
+    if odd:
+        rest = next(r["precision"] for r in rows if not r.get("precision_differs"))
+        parts.append(f"[{'/'.join(odd)}]: ran in {'/'.join(odd)}, the other rows in {rest}; "
+                     "precision changes figures (bf16 rounding differs between CPU families).")
     return " ".join(parts)
 
 

@@ -38,6 +38,11 @@ class TextEncoder(nn.Module):
         """(parent, attribute) of the token-embedding module, for learned prompt context."""
         raise NotImplementedError(f"{type(self).__name__} does not support learned prompts")
 
+    def encoding_parameters(self) -> list[nn.Parameter]:
+        """All but a CLIP model's logit scale/bias, which score logits and encode nothing."""
+        return [p for n, p in self.named_parameters()
+                if n.rpartition(".")[2] not in ("logit_scale", "logit_bias")]
+
     def forward(self, texts: list[str]) -> torch.Tensor:
         device = next(self.parameters()).device
         tokens = {k: v.to(device) for k, v in self.tokenize(texts).items()}
@@ -69,6 +74,11 @@ class OpenClipTextEncoder(TextEncoder):
 
     def embedding_slot(self) -> tuple[nn.Module, str]:
         return self.clip, "token_embedding"
+
+    @property
+    def logit_scale(self) -> nn.Parameter:
+        """CLIP's pretrained temperature, kept with the text half of the model."""
+        return self.clip.logit_scale
 
 
 class HFTextEncoder(TextEncoder):
