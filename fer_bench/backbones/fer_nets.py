@@ -350,3 +350,26 @@ def map_ir50_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def ir50(weights: str = "none") -> nn.Module:
     """IR-50 face-recognition ResNet (face.evoLVe), as used by POSTER and APViT."""
     return load_local_weights(IR50(), weights, "ir50", key_map=map_ir50_keys)
+
+
+# --- DAN's ResNet-18 -------------------------------------------------------------------------
+
+def _torchvision_resnet18() -> nn.Module:
+    from torchvision.models import resnet18
+
+    model = resnet18()
+    model.fc = nn.Identity()  # the 512-d pooled features; DAN's heads sit on the feature map
+    return model
+
+
+@register_backbone("dan_resnet18", input_size=224, in_chans=3, mean=(0.485, 0.456, 0.406),
+                   std=(0.229, 0.224, 0.225), family="fer", feature_dim=512,
+                   fixed_input_size=True,
+                   notes="torchvision ResNet-18, the backbone of DAN (Wen et al. 2023), which "
+                         "starts from MS-Celeb-1M weights (resnet18_msceleb.pth)")
+def dan_resnet18(weights: str = "none") -> nn.Module:
+    """ResNet-18 in torchvision's layout (DAN loads resnet18_msceleb.pth into it strictly)."""
+    return load_local_weights(_torchvision_resnet18(), weights, "dan_resnet18",
+                              key_map=lambda s: {k.removeprefix("module."): v
+                                                 for k, v in s.items()},
+                              optional_prefixes=("fc.",))
