@@ -33,6 +33,8 @@ def load_local_weights(model: nn.Module, weights: str, name: str,
     if not path.is_file():
         raise FerBenchError(f"backbone {name!r}: weights file {path} does not exist")
     state = load_state_file(path)
+    if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
+        state = {k[len("module."):]: v for k, v in state.items()}
     if key_map is not None:
         state = key_map(state)
     own = model.state_dict()
