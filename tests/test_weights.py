@@ -200,3 +200,42 @@ def test_card_source_is_checked(tmp_path):
     bad.write_text('family = "registered"\nmodel = "fer_cnn"\nweights = "published"\n')
     with pytest.raises(ConfigError, match="go together"):
         read_card(bad)
+
+
+def test_run_stops_before_any_work_with_one_message_per_missing_weight(tmp_path, monkeypatch):
+    import fer_bench.runner as runner_mod
+
+    def refuse(*a, **k):
+        raise AssertionError("nothing may run when weights are missing")
+
+    monkeypatch.setattr(runner_mod, "run_plan", refuse)
+    monkeypatch.setattr("fer_bench.backbones.preflight.online", lambda: False)
+    out = tmp_path / "runs"
+    res = runner.invoke(app, ["run", "--backbones", "clip_rn50x64,vit_b16", "--out", str(out)])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2, res.output
+    assert text.count("missing weights:") == 2  # one per file, not one per cell (4 cells)
+    assert text.count("backbone 'clip_rn50x64'") == 1 and text.count("backbone 'vit_b16'") == 1
+    assert "RN50x64-quickgelu@openai" in text and "vit_base_patch16_224" in text
+    assert "nothing was run" in text and not out.exists()
+
+
+def test_preflight_sees_weights_in_the_hub_cache_without_downloading(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from fer_bench.backbones.preflight import cell_text_encoders, missing_weights
+    from fer_bench.plan import Benchmark, expand
+
+    repo = tmp_path / "hub" / "models--timm--vit_base_patch16_224.augreg2_in21k_ft_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / "model.safetensors").write_bytes(b"x")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    cells = expand(Benchmark(backbones=["vit_b16", "clip_rn50x64", "fer_cnn"],
+                             heads=["lasted", "linear"]))
+    missing = missing_weights([c.backbone for c in cells], cell_text_encoders(cells),
+                              is_online=False)
+    assert [m.users for m in missing] == [["backbone 'clip_rn50x64'"]]
+    assert cell_text_encoders(cells) == ["minilm", "minilm"]  # vit_b16 x 1 prompt set; fer_cnn
+    assert missing_weights(["vit_b16@none", "clip_rn50x64@none"], is_online=False) == []

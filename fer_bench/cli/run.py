@@ -125,6 +125,8 @@ def run(
                        slurm_partition, slurm_time, slurm_mem, slurm_gpus,
                        slurm_array_parallelism, all_plugins(plugin))
     opts.validate()
+    if not dry_run and executor == "local" and not ex.under_torchrun():
+        _preflight_weights(cells)  # before any work: every missing weight once, then stop
     if not dry_run:
         ex.relaunch(nproc, opts)
 
@@ -162,6 +164,27 @@ def parse_settings(items: list[str]) -> dict:
         except tomllib.TOMLDecodeError:
             out[key] = value.strip()  # a bare word: balance=sampler
     return out
+
+
+def _preflight_weights(cells) -> None:
+    """Resolve every cell's pretrained weights; published ones are fetched when online. Any
+    still missing: one message per file, exit 2, nothing trained and no result written."""
+    from ..backbones.download import fetch
+    from ..backbones.preflight import cell_text_encoders, missing_weights, online
+
+    pretrained = [c.backbone for c in cells if c.train.pretrained]
+    missing = missing_weights(pretrained, cell_text_encoders(cells))
+    if missing and any(m.source is not None for m in missing) and online():
+        for m in [m for m in missing if m.source is not None and m.source.direct]:
+            fetch(m.source)
+        missing = missing_weights(pretrained, cell_text_encoders(cells))
+    if not missing:
+        return
+    for m in missing:
+        err_console.print(f"[bold red]missing weights:[/bold red] {m}")
+    err_console.print(f"{len(missing)} pretrained weight file(s) missing for {len(cells)} cells; "
+                      "nothing was run. (`fer-bench weights list` shows the published ones.)")
+    raise typer.Exit(2)
 
 
 def _warn_missing_paths(cells) -> None:
