@@ -34,8 +34,17 @@ class _Stub:
         self.state = state
 
 
+def pickled_globals(path: Path) -> list[str]:
+    """The classes and functions a torch.save file names, read without unpickling it."""
+    try:
+        return torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception as e:
+        raise FerBenchError(f"{path}: not a torch.save (zip) checkpoint: "
+                            f"{str(e).splitlines()[0][:200]}") from e
+
+
 def _stubs(path: Path) -> list[tuple[type, str]]:
-    names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    names = pickled_globals(path)
     refused = [n for n in names if not n.startswith(ALLOWED_PREFIXES)]
     if refused:
         raise FerBenchError(f"{path}: refused to convert: the pickle names code outside timm "
@@ -85,6 +94,12 @@ def convert_timm_pickle(src: Path, dst: Path, arch: str) -> dict[str, list[int]]
     import timm
     from safetensors.torch import save_file
 
+    same = any("Conv2dSame" in n for n in pickled_globals(Path(src)))
+    if same != arch.startswith("tf_"):  # padding is not in the keys: check it here
+        raise FerBenchError(f"{src}: the pickled model {'uses' if same else 'does not use'} "
+                            f"TensorFlow 'same' padding (Conv2dSame), but timm {arch!r} "
+                            f"{'does not' if same else 'does'}; pick the matching tf_/non-tf_ "
+                            "architecture")
     state = read_timm_pickle(Path(src))
     with torch.device("meta"):
         own = timm.create_model(arch, pretrained=False, num_classes=0).state_dict()

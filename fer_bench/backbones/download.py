@@ -97,6 +97,7 @@ class _progress:
 
     def __enter__(self):
         if self.show:
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 DownloadColumn,
@@ -104,8 +105,6 @@ class _progress:
                 TextColumn,
                 TransferSpeedColumn,
             )
-
-            from rich.console import Console
 
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                                 TransferSpeedColumn(), console=Console(stderr=True),

@@ -32,7 +32,13 @@ def load_local_weights(model: nn.Module, weights: str, name: str,
     path = Path(weights).expanduser()
     if not path.is_file():
         raise FerBenchError(f"backbone {name!r}: weights file {path} does not exist")
-    state = load_state_file(path)
+    return fit_state(model, load_state_file(path), name, str(path), key_map, optional_prefixes)
+
+
+def fit_state(model: nn.Module, state: dict[str, torch.Tensor], name: str, where: str,
+              key_map=None, optional_prefixes: tuple[str, ...] = ()) -> nn.Module:
+    """Load `state` into `model` strictly: after `key_map`, only keys under
+    `optional_prefixes` (the classifier) may be missing or extra; shapes must match."""
     if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
         state = {k[len("module."):]: v for k, v in state.items()}
     if key_map is not None:
@@ -46,7 +52,7 @@ def load_local_weights(model: nn.Module, weights: str, name: str,
         parts = [f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
                  for label, keys in (("missing", missing), ("unexpected", unexpected),
                                      ("wrong shape", wrong)) if keys]
-        raise FerBenchError(f"{path}: weights do not fit {name!r} ({'; '.join(parts)})")
+        raise FerBenchError(f"{where}: weights do not fit {name!r} ({'; '.join(parts)})")
     model.load_state_dict(state, strict=False)
     return model
 
