@@ -111,6 +111,7 @@ def run(
     if no_pretrained:
         flags["pretrained"] = False
     bench.train = replace(bench.train, **coerce_train(flags, "command line"))
+    bench.explicit |= set(flags)
     bench.train.validate("command line")
     cells = expand(bench)
     out = out or Path("runs") / bench.name
@@ -136,6 +137,8 @@ def run(
         validate_cells(cells, check_paths=False)
         _warn_missing_paths(cells)
         _print_plan(cells, out, fmt)
+        if fmt != "json":
+            _print_weights_plan(cells, bench)
         ex.print_dry_run(cells, out, opts, bench.name, fmt)
         return
     if ex.under_torchrun():  # one cell across ranks: rank 0 runs the matrix, the rest follow
@@ -164,6 +167,38 @@ def parse_settings(items: list[str]) -> dict:
         except tomllib.TOMLDecodeError:
             out[key] = value.strip()  # a bare word: balance=sampler
     return out
+
+
+def _print_weights_plan(cells, bench) -> None:
+    """Per backbone: the weights a run loads (and whether they are here), input size, and the
+    lr / warmup its cells train with, with where each came from."""
+    from rich.table import Table
+
+    from ..backbones import describe
+    from ..backbones.preflight import missing_weights
+    from ..plan import card_defaults
+
+    table = Table(title="backbones: weights and training defaults", title_justify="left")
+    for col in ("backbone", "weights", "here", "input", "lr", "warmup", "lr from"):
+        table.add_column(col)
+    for bb in dict.fromkeys(c.backbone for c in cells):
+        cfg = describe(bb)
+        train = next(c.train for c in cells if c.backbone == bb)
+        card = card_defaults(bb)[0] if train.pretrained else {}
+        origin = ("benchmark/flags" if "lr" in bench.explicit else
+                  "card" if "lr" in card else "fer-bench default")
+        random = not train.pretrained or cfg.weights == "none"
+        here = "-" if random else (
+            "no" if missing_weights([bb], is_online=False) else "yes")
+        weights = "random init (from scratch)" if random else cfg.weights
+        if cfg.weights == "published":
+            from ..backbones import parse_spec
+            from ..backbones.cards import read_card
+
+            weights = "published: " + read_card(parse_spec(bb).card).weight_source().file
+        table.add_row(bb, weights, here, "x".join(map(str, cfg.input_size)), f"{train.lr:g}",
+                      f"{train.warmup_epochs:g}", origin)
+    console.print(table)
 
 
 def _preflight_weights(cells) -> None:
