@@ -186,3 +186,19 @@ def test_farl_card_is_a_clip_tower_with_its_own_text_tower():
     assert (cfg.family, cfg.model, cfg.text_tower, cfg.input_size, cfg.feature_dim) == (
         "open_clip", "ViT-B-16-quickgelu", True, (224, 224), 512)
     assert cfg.weights == "published"
+
+
+def test_farl_release_layout_is_the_one_open_clip_loads_strictly():
+    """FaRL's checkpoint is {'state_dict': OpenAI CLIP ViT-B/16 keys} (the `clip` package's
+    model); open_clip's ViT-B-16-quickgelu has exactly that layout, text tower included, and
+    open_clip loads a local file strictly (an extra key is refused, tested by hand: 600 MB)."""
+    import open_clip
+
+    with torch.device("meta"):
+        keys = set(open_clip.create_model("ViT-B-16-quickgelu", device="meta").state_dict())
+    assert {"visual.class_embedding", "visual.positional_embedding", "visual.proj",
+            "visual.conv1.weight", "visual.transformer.resblocks.11.attn.in_proj_weight",
+            "token_embedding.weight", "positional_embedding", "text_projection",
+            "ln_final.weight", "transformer.resblocks.11.mlp.c_proj.weight",
+            "logit_scale"} <= keys
+    assert not any(k.startswith(("visual.trunk.", "text.")) for k in keys)  # not timm/HF-style

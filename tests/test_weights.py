@@ -239,3 +239,41 @@ def test_preflight_sees_weights_in_the_hub_cache_without_downloading(tmp_path, m
     assert [m.users for m in missing] == [["backbone 'clip_rn50x64'"]]
     assert cell_text_encoders(cells) == ["minilm", "minilm"]  # vit_b16 x 1 prompt set; fer_cnn
     assert missing_weights(["vit_b16@none", "clip_rn50x64@none"], is_online=False) == []
+
+
+def test_card_training_defaults_fill_only_unset_keys():
+    from dataclasses import replace
+
+    from fer_bench.plan import Benchmark, TrainConfig, expand
+
+    def lrs(**kw) -> dict:
+        return {(c.backbone): (c.train.lr, c.train.warmup_epochs)
+                for c in expand(Benchmark(backbones=["clip_vit_b16", "clip_vit_b16@none",
+                                                     "ir50", "hsemotion_b0"],
+                                          heads=["linear"], **kw))}
+
+    assert lrs() == {"clip_vit_b16": (1e-5, 1.0), "clip_vit_b16@none": (1e-3, 0.0),
+                     "ir50": (1e-3, 0.0), "hsemotion_b0": (1e-4, 1.0)}
+    explicit = lrs(train=replace(TrainConfig(), lr=3e-4), explicit={"lr"})
+    assert explicit["clip_vit_b16"] == (3e-4, 1.0) and explicit["ir50"] == (3e-4, 0.0)
+    scratch = lrs(train=replace(TrainConfig(), pretrained=False))
+    assert scratch["clip_vit_b16"] == (1e-3, 0.0)
+
+
+def test_cli_lr_wins_over_the_card_and_dry_run_lists_weights_and_lr(tmp_path):
+    res = runner.invoke(app, ["run", "-b", "fer_specific", "--dry-run", "--out",
+                              str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    text = res.output
+    for name in ("farl_vit_b16", "ir50_ms1m", "resmasking_fer2013", "hsemotion_b0",
+                 "hsemotion_b2", "dan_resnet18_msceleb"):
+        assert name in text
+    row = next(ln for ln in text.splitlines() if "published: enet_b2_8.pt" in ln)
+    assert "260x260" in row and "0.0001" in row and "card" in row
+    row = next(ln for ln in text.splitlines() if "FaRL-Base-Patch16" in ln)
+    assert "1e-05" in row and "224x224" in row
+    assert not (tmp_path / "o").exists()
+    res = runner.invoke(app, ["run", "-b", "fer_specific", "--dry-run", "--lr", "0.02",
+                              "--format", "json"])
+    cells = json.loads(res.output[res.output.index("["):res.output.rindex("]") + 1])
+    assert {c["config"]["train"]["lr"] for c in cells} == {0.02}
