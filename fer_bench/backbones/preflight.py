@@ -93,15 +93,13 @@ def _timm_need(spec) -> tuple[str, str] | None:
     return f"timm {_arch(spec)} ({src})", _hub_dir()
 
 
-def _need(name: str, text: bool = False, online: bool = False):
+def _need(name: str, text: bool, online):
     """(identity, looked, message, source) for one backbone / text encoder spec, or None when
-    present. Online, the libraries fetch their own hub weights, so only fer-bench's published
-    sources (which only `weights fetch` downloads) are checked."""
-    if text and online:
-        return None
+    present. Online (asked lazily: a probe of the Hub), the libraries fetch their own hub
+    weights, so only fer-bench's published sources and local files are checked."""
     if text:
         prefix, sep, rest = name.partition(":")
-        if sep and prefix == "open_clip":
+        if sep and prefix == "open_clip" and not online():
             model, _, tag = rest.partition("@")
             found = _open_clip_need(model, tag or "default")
             return found and (*found, "", None)
@@ -117,7 +115,7 @@ def _need(name: str, text: bool = False, online: bool = False):
     if is_local_file(spec.weights):
         p = Path(spec.weights).expanduser()
         return None if p.is_file() else (str(p), str(p.parent), "", None)
-    if online:
+    if spec.family in ("open_clip", "timm") and online():
         return None
     if spec.family == "open_clip":
         found = _open_clip_need(spec.model, spec.weights)
@@ -139,12 +137,15 @@ def online() -> bool:
 def missing_weights(backbones: Iterable[str], text_encoders: Iterable[str] = (),
                     is_online: bool | None = None) -> list[MissingWeights]:
     """Every absent pretrained file, once, with the names that need it."""
-    is_online = online() if is_online is None else is_online
+    from functools import cache
+
+    fixed = is_online
+    ask = cache(online) if fixed is None else (lambda: fixed)
     out: dict[str, MissingWeights] = {}
     items = [(b, False) for b in dict.fromkeys(backbones)]
     items += [(t, True) for t in dict.fromkeys(text_encoders)]
     for name, text in items:
-        found = _need(name, text, is_online)
+        found = _need(name, text, ask)
         if found:
             what, looked, message, source = found
             entry = out.setdefault(what, MissingWeights(what, looked, message=message,
