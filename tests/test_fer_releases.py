@@ -202,3 +202,21 @@ def test_farl_release_layout_is_the_one_open_clip_loads_strictly():
             "ln_final.weight", "transformer.resblocks.11.mlp.c_proj.weight",
             "logit_scale"} <= keys
     assert not any(k.startswith(("visual.trunk.", "text.")) for k in keys)  # not timm/HF-style
+
+
+def test_weights_convert_cli_writes_safetensors(tmp_path):
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    from fer_bench.cli import app
+
+    release = tmp_path / "enet_b0_8_best_afew.pt"
+    model = _hsemotion_release(release)
+    res = CliRunner().invoke(app, ["weights", "convert", str(release), "--arch",
+                                   "tf_efficientnet_b0"])
+    assert res.exit_code == 0, res.output
+    state = load_file(str(tmp_path / "enet_b0_8_best_afew.safetensors"))
+    assert "classifier.0.weight" not in state
+    assert torch.equal(state["conv_stem.weight"], model.conv_stem.weight.detach())
+    res = CliRunner().invoke(app, ["weights", "convert", str(release)])
+    assert res.exit_code != 0 and "--arch" in str(res.exception)

@@ -10,6 +10,7 @@ original classes ever runs."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -116,7 +117,7 @@ def convert_timm_pickle(src: Path, dst: Path, arch: str) -> dict[str, list[int]]
         raise FerBenchError(f"{src}: weights do not fit timm {arch!r} ({'; '.join(parts)})")
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
+    tmp = dst.with_name(f"{dst.name}.{os.getpid()}.tmp")  # cells may convert concurrently
     save_file(state, str(tmp), metadata={"source": Path(src).name, "arch": arch,
                                          "dropped": ",".join(dropped)})
     tmp.replace(dst)

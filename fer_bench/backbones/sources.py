@@ -103,11 +103,17 @@ class MissingWeightsError(FerBenchError):
 
     def __init__(self, source: WeightSource, reason: str = "not in the cache") -> None:
         self.source = source
+        how = (f"run `fer-bench weights fetch {source.name}` where there is internet, or "
+               f"download {source.url}" if source.direct else
+               f"download it by hand from {source.url} (no direct link)")
+        local = (f"convert a local copy with `fer-bench weights convert FILE --arch "
+                 f"{source.arch}` and load it with {source.name}@/path/to/FILE.safetensors"
+                 if source.layout == "timm_pickle" else
+                 f"load a local file with {source.name}@/path/to/{source.file}")
         super().__init__(
-            f"backbone {source.name!r}: published weights {reason}. Download {source.url} "
-            f"(file {source.file}) and put it at {source.path}, or run `fer-bench weights fetch "
-            f"{source.name}` where there is internet; or load a local file with "
-            f"{source.name}@/path/to/{source.file}, or use {source.name}@none for random init.")
+            f"backbone {source.name!r}: published weights {reason}. To get them, {how} "
+            f"(file {source.file}) and put it at {source.path}; or {local}; or use "
+            f"{source.name}@none for random init.")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
