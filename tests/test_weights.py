@@ -277,3 +277,41 @@ def test_cli_lr_wins_over_the_card_and_dry_run_lists_weights_and_lr(tmp_path):
                               "--format", "json"])
     cells = json.loads(res.output[res.output.index("["):res.output.rindex("]") + 1])
     assert {c["config"]["train"]["lr"] for c in cells} == {0.02}
+
+
+def test_fetch_of_a_pickled_timm_release_resumes_converts_and_loads(tmp_path, monkeypatch):
+    """HSEmotion's layout end to end: a whole pickled tf_efficientnet_b0, served over a cut
+    connection, fetched, converted without unpickling code, and loaded strictly."""
+    import timm
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = timm.create_model("tf_efficientnet_b0", num_classes=0)
+    model.classifier = nn.Sequential(nn.Linear(1280, 8))
+    release = tmp_path / "enet.pt"
+    torch.save(model, release)
+    payload = release.read_bytes()
+    server = _Server(payload, cut_first=True)
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    (cards / "tiny_hse.toml").write_text(
+        'family = "timm"\nmodel = "tf_efficientnet_b0"\nweights = "published"\n[source]\n'
+        f'url = "{server.url}"\nfile = "enet_b0_8_best_afew.pt"\nlayout = "timm_pickle"\n'
+        f'arch = "tf_efficientnet_b0"\nsha256 = "{hashlib.sha256(payload).hexdigest()}"\n')
+    monkeypatch.setenv("FER_BENCH_BACKBONES_PATH", str(cards))
+    monkeypatch.setenv("FER_BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    try:
+        res = runner.invoke(app, ["weights", "fetch", "tiny_hse", "--quiet"])
+    finally:
+        server.close()
+    assert res.exit_code == 0, res.output
+    assert len(server.requests) == 2 and server.requests[1].startswith("bytes=")
+    src = _source("tiny_hse")
+    assert src.load_path.suffix == ".safetensors" and src.load_path.is_file()
+    assert verify(src) == "ok"
+    ours = create_backbone("tiny_hse").eval()
+    model.classifier = nn.Identity()
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert (ours(x) - model.eval()(x)).abs().max() < 1e-5
