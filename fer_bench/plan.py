@@ -152,6 +152,9 @@ class Benchmark:
     cross_datasets: list[str] = field(default_factory=list)
     keep_checkpoints: bool = False
     source: str = "command line"
+    # train keys the benchmark file or the command line set: a card's per-family defaults
+    # ([train] in backbones/*.toml) fill in only the others
+    explicit: set[str] = field(default_factory=set)
 
 
 def benchmark_files() -> dict[str, Path]:
@@ -198,6 +201,7 @@ def load_benchmark(path: Path) -> Benchmark:
         raise ConfigError(f"{where}: [train] must be a table")
     bench.train = replace(TrainConfig(), **coerce_train(train, where))
     bench.train.validate(where)
+    bench.explicit = set(train)
     for i, entry in enumerate(_tables(data, "overrides", where)):
         at = f"{where}: overrides[{i}]"
         match = _match(entry, at, extra={"train"})
@@ -324,6 +328,35 @@ class Cell:
         return " / ".join(parts) + f" / {self.dataset} / seed {self.seed}"
 
 
+def card_defaults(backbone: str) -> tuple[dict[str, Any], str]:
+    """(the card's [train] defaults, the card's path) for a backbone loaded with its published
+    or pretrained weights; nothing for `@none` (a from-scratch control) or a plain spec."""
+    from .backbones import parse_spec
+    from .backbones.cards import read_card
+    from .errors import FerBenchError
+
+    try:
+        spec = parse_spec(backbone)
+    except FerBenchError:  # reported by validation, with suggestions
+        return {}, ""
+    if spec.card is None or spec.weights == "none":
+        return {}, ""
+    return dict(read_card(spec.card).train), str(spec.card)
+
+
+def with_card_defaults(bench: Benchmark, backbone: str) -> TrainConfig:
+    """The benchmark's train config with the backbone card's defaults for unset keys."""
+    if not bench.train.pretrained:
+        return bench.train
+    defaults, where = card_defaults(backbone)
+    values = {k: v for k, v in defaults.items() if k not in bench.explicit}
+    if not values:
+        return bench.train
+    train = replace(bench.train, **values)
+    train.validate(where)
+    return train
+
+
 def head_uses_text(head: str) -> bool:
     """Whether a head needs prompts and a text encoder (unknown names fail with suggestions)."""
     from .heads import HEADS
@@ -348,7 +381,7 @@ def expand(bench: Benchmark) -> list[Cell]:
                                 "text_encoder": te, "dataset": ds}
                         if any(matches(m, **axes) for m in bench.skip):
                             continue
-                        train = bench.train
+                        train = with_card_defaults(bench, bb)
                         for m, values in bench.overrides:
                             if matches(m, **axes):
                                 train = replace(train, **values)

@@ -30,6 +30,8 @@ from .base import (
     measure,
 )
 from .cards import read_card
+from .sources import PUBLISHED
+from .sources import resolve as resolve_source
 from .weights import is_local_file
 
 BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone", "fer_bench.backbones")
@@ -186,11 +188,20 @@ def create_backbone(name: str, *, pretrained: bool = True, measure_cost: bool = 
     (`measure_cost=False` skips it). device="meta" builds without memory or weights."""
     spec = parse_spec(name)
     load = pretrained and spec.weights != "none" and device != "meta"
+    card = read_card(spec.card) if spec.card is not None else None
+    published = spec.weights == PUBLISHED
+    if published:  # the card's release file from the cache (never downloaded here)
+        source = card.weight_source() if card is not None else None
+        if source is None:
+            raise ConfigError(f"backbone {name!r}: '@{PUBLISHED}' needs a card with a "
+                              "[source] table")
+        spec = replace(spec, weights=str(resolve_source(source)) if load else "none")
     build = _build_registered if spec.family == "registered" else FAMILIES[spec.family].build
     bb = build(spec, load_weights=load, device=device)
     if not load and device != "meta":  # on meta, `weights` names what a real build would load
         bb.config = replace(bb.config, weights="none")
-    card = read_card(spec.card) if spec.card is not None else None
+    elif published and device == "meta":
+        bb.config = replace(bb.config, weights=PUBLISHED)
     if card is not None:
         bb.config = replace(bb.config, name=spec.name, notes=card.notes or bb.config.notes)
         if card.overrides:

@@ -8,6 +8,11 @@ FER_BENCH_BACKBONES_PATH).
     [preprocess]                         # optional overrides of the library's preprocessing
     input_size = 448                     # also mean, std, interpolation, in_chans,
                                          # fixed_input_size, crop_pct, resize_mode
+    [source]                             # published weights (weights = "published"): url,
+                                         # file, sha256, size, licence, paper (sources.py)
+    [train]                              # the family's training defaults (lr, warmup_epochs,
+                                         # weight_decay, schedule), used where neither the
+                                         # benchmark file nor the command line sets them
     [measured]                           # written by `fer-bench backbones measure --write`
 
 The [measured] table caches what `backbones list` shows (dims, params, GMACs, preprocessing) so
@@ -23,8 +28,11 @@ from typing import Any
 from ..errors import ConfigError
 from ..resources import read_toml
 from .base import BackboneConfig
+from .sources import PUBLISHED, WeightSource, parse_source
 
-TOP_KEYS = {"family", "model", "weights", "notes", "preprocess", "measured"}
+TOP_KEYS = {"family", "model", "weights", "notes", "preprocess", "measured", "source", "train"}
+TRAIN_TYPES: dict[str, type] = {"lr": float, "warmup_epochs": float, "weight_decay": float,
+                                "schedule": str}
 PREPROCESS_TYPES: dict[str, tuple[type, ...]] = {
     "input_size": (int, list), "mean": (list,), "std": (list,), "interpolation": (str,),
     "in_chans": (int,), "fixed_input_size": (bool,), "crop_pct": (float, int),
@@ -44,6 +52,11 @@ class Card:
     notes: str = ""
     overrides: tuple = ()
     measured: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] | None = None   # [source]: published weights
+    train: tuple = ()                      # [train]: (key, value) training defaults
+
+    def weight_source(self) -> WeightSource | None:
+        return WeightSource(self.path.stem, **self.source) if self.source else None
 
     def preprocess_overrides(self) -> dict[str, Any]:
         over = dict(self.overrides)
@@ -106,8 +119,30 @@ def _read_card(path: Path, known_families: tuple[str, ...], _mtime: int) -> Card
     if measured and missing:
         raise ConfigError(f"{path}: [measured] lacks {', '.join(missing)} (rewrite it with "
                           "`fer-bench backbones measure NAME --write`)")
-    return Card(path, fam, model, str(data.get("weights", "default")),
-                str(data.get("notes", "")), tuple(sorted(pre.items())), dict(measured))
+    source = parse_source(data["source"], path) if "source" in data else None
+    weights = str(data.get("weights", "default"))
+    if (weights == PUBLISHED) != (source is not None):
+        raise ConfigError(f"{path}: weights = \"{PUBLISHED}\" and a [source] table go together")
+    return Card(path, fam, model, weights, str(data.get("notes", "")),
+                tuple(sorted(pre.items())), dict(measured), source,
+                _train_defaults(data.get("train", {}), path))
+
+
+def _train_defaults(train: Any, path: Path) -> tuple:
+    if not isinstance(train, dict):
+        raise ConfigError(f"{path}: [train] must be a table")
+    out = []
+    for key, value in train.items():
+        typ = TRAIN_TYPES.get(key)
+        if typ is None:
+            raise ConfigError(f"{path}: a card's [train] takes only {', '.join(TRAIN_TYPES)}, "
+                              f"not {key!r}")
+        if typ is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, typ):
+            raise ConfigError(f"{path}: train.{key} must be {typ.__name__}")
+        out.append((key, value))
+    return tuple(sorted(out))
 
 
 def _toml_value(v: Any) -> str:

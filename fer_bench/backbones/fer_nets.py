@@ -32,7 +32,15 @@ def load_local_weights(model: nn.Module, weights: str, name: str,
     path = Path(weights).expanduser()
     if not path.is_file():
         raise FerBenchError(f"backbone {name!r}: weights file {path} does not exist")
-    state = load_state_file(path)
+    return fit_state(model, load_state_file(path), name, str(path), key_map, optional_prefixes)
+
+
+def fit_state(model: nn.Module, state: dict[str, torch.Tensor], name: str, where: str,
+              key_map=None, optional_prefixes: tuple[str, ...] = ()) -> nn.Module:
+    """Load `state` into `model` strictly: after `key_map`, only keys under
+    `optional_prefixes` (the classifier) may be missing or extra; shapes must match."""
+    if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
+        state = {k[len("module."):]: v for k, v in state.items()}
     if key_map is not None:
         state = key_map(state)
     own = model.state_dict()
@@ -44,7 +52,7 @@ def load_local_weights(model: nn.Module, weights: str, name: str,
         parts = [f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
                  for label, keys in (("missing", missing), ("unexpected", unexpected),
                                      ("wrong shape", wrong)) if keys]
-        raise FerBenchError(f"{path}: weights do not fit {name!r} ({'; '.join(parts)})")
+        raise FerBenchError(f"{where}: weights do not fit {name!r} ({'; '.join(parts)})")
     model.load_state_dict(state, strict=False)
     return model
 
@@ -350,3 +358,26 @@ def map_ir50_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def ir50(weights: str = "none") -> nn.Module:
     """IR-50 face-recognition ResNet (face.evoLVe), as used by POSTER and APViT."""
     return load_local_weights(IR50(), weights, "ir50", key_map=map_ir50_keys)
+
+
+# --- DAN's ResNet-18 -------------------------------------------------------------------------
+
+def _torchvision_resnet18() -> nn.Module:
+    from torchvision.models import resnet18
+
+    model = resnet18()
+    model.fc = nn.Identity()  # the 512-d pooled features; DAN's heads sit on the feature map
+    return model
+
+
+@register_backbone("dan_resnet18", input_size=224, in_chans=3, mean=(0.485, 0.456, 0.406),
+                   std=(0.229, 0.224, 0.225), family="fer", feature_dim=512,
+                   fixed_input_size=True,
+                   notes="torchvision ResNet-18, the backbone of DAN (Wen et al. 2023), which "
+                         "starts from MS-Celeb-1M weights (resnet18_msceleb.pth)")
+def dan_resnet18(weights: str = "none") -> nn.Module:
+    """ResNet-18 in torchvision's layout (DAN loads resnet18_msceleb.pth into it strictly)."""
+    return load_local_weights(_torchvision_resnet18(), weights, "dan_resnet18",
+                              key_map=lambda s: {k.removeprefix("module."): v
+                                                 for k, v in s.items()},
+                              optional_prefixes=("fc.",))

@@ -11,7 +11,7 @@ import logging
 from contextlib import contextmanager
 from dataclasses import fields
 
-from ..errors import ConfigError, UnknownNameError
+from ..errors import ConfigError, FerBenchError, UnknownNameError
 from . import BackboneSpec, family
 from .base import Backbone, BackboneConfig, count_params_m
 from .weights import hub_access, is_local_file, local_file, missing_weights_error
@@ -94,6 +94,9 @@ def build_clip(model_name: str, weights: str, who: str, *, load: bool = True,
     except (OSError, RuntimeError, ValueError) as e:
         if not (schema or kwargs.get("pretrained")):
             raise
+        if is_local_file(resolved) and isinstance(e, RuntimeError):  # strict load refused it
+            raise FerBenchError(f"{resolved}: weights do not fit open_clip {model_name} "
+                                f"(strict load): {' '.join(str(e).split())[:300]}") from e
         src = tag_cfg.get("hf_hub") or tag_cfg.get("url") if not schema else model_name
         where = f" from {src.rstrip('/')}" if src else ""
         raise missing_weights_error(who, f"open_clip {model_name}@{resolved}{where}", e) from e

@@ -13,6 +13,7 @@ from . import (  # noqa: F401  (register commands)
     prompts,
     report,
     run,
+    weights,
 )
 from .common import app, err_console
 

@@ -111,6 +111,7 @@ def run(
     if no_pretrained:
         flags["pretrained"] = False
     bench.train = replace(bench.train, **coerce_train(flags, "command line"))
+    bench.explicit |= set(flags)
     bench.train.validate("command line")
     cells = expand(bench)
     out = out or Path("runs") / bench.name
@@ -125,6 +126,8 @@ def run(
                        slurm_partition, slurm_time, slurm_mem, slurm_gpus,
                        slurm_array_parallelism, all_plugins(plugin))
     opts.validate()
+    if not dry_run and executor == "local" and not ex.under_torchrun():
+        _preflight_weights(cells)  # before any work: every missing weight once, then stop
     if not dry_run:
         ex.relaunch(nproc, opts)
 
@@ -134,6 +137,8 @@ def run(
         validate_cells(cells, check_paths=False)
         _warn_missing_paths(cells)
         _print_plan(cells, out, fmt)
+        if fmt != "json":
+            _print_weights_plan(cells, bench)
         ex.print_dry_run(cells, out, opts, bench.name, fmt)
         return
     if ex.under_torchrun():  # one cell across ranks: rank 0 runs the matrix, the rest follow
@@ -162,6 +167,59 @@ def parse_settings(items: list[str]) -> dict:
         except tomllib.TOMLDecodeError:
             out[key] = value.strip()  # a bare word: balance=sampler
     return out
+
+
+def _print_weights_plan(cells, bench) -> None:
+    """Per backbone: the weights a run loads (and whether they are here), input size, and the
+    lr / warmup its cells train with, with where each came from."""
+    from rich.table import Table
+
+    from ..backbones import describe
+    from ..backbones.preflight import missing_weights
+    from ..plan import card_defaults
+
+    table = Table(title="backbones: weights and training defaults", title_justify="left")
+    for col in ("backbone", "weights", "here", "input", "lr", "warmup", "lr from"):
+        table.add_column(col)
+    for bb in dict.fromkeys(c.backbone for c in cells):
+        cfg = describe(bb)
+        train = next(c.train for c in cells if c.backbone == bb)
+        card = card_defaults(bb)[0] if train.pretrained else {}
+        origin = ("benchmark/flags" if "lr" in bench.explicit else
+                  "card" if "lr" in card else "fer-bench default")
+        random = not train.pretrained or cfg.weights == "none"
+        here = "-" if random else (
+            "no" if missing_weights([bb], is_online=False) else "yes")
+        weights = "random init (from scratch)" if random else cfg.weights
+        if cfg.weights == "published":
+            from ..backbones import parse_spec
+            from ..backbones.cards import read_card
+
+            weights = "published: " + read_card(parse_spec(bb).card).weight_source().file
+        table.add_row(bb, weights, here, "x".join(map(str, cfg.input_size)), f"{train.lr:g}",
+                      f"{train.warmup_epochs:g}", origin)
+    console.print(table)
+
+
+def _preflight_weights(cells) -> None:
+    """Resolve every cell's pretrained weights; published ones are fetched when online. Any
+    still missing: one message per file, exit 2, nothing trained and no result written."""
+    from ..backbones.download import fetch
+    from ..backbones.preflight import cell_text_encoders, missing_weights, online
+
+    pretrained = [c.backbone for c in cells if c.train.pretrained]
+    missing = missing_weights(pretrained, cell_text_encoders(cells))
+    if missing and any(m.source is not None for m in missing) and online():
+        for m in [m for m in missing if m.source is not None and m.source.direct]:
+            fetch(m.source)
+        missing = missing_weights(pretrained, cell_text_encoders(cells))
+    if not missing:
+        return
+    for m in missing:
+        err_console.print(f"[bold red]missing weights:[/bold red] {m}")
+    err_console.print(f"{len(missing)} pretrained weight file(s) missing for {len(cells)} cells; "
+                      "nothing was run. (`fer-bench weights list` shows the published ones.)")
+    raise typer.Exit(2)
 
 
 def _warn_missing_paths(cells) -> None:
