@@ -220,3 +220,31 @@ def test_weights_convert_cli_writes_safetensors(tmp_path):
     assert torch.equal(state["conv_stem.weight"], model.conv_stem.weight.detach())
     res = CliRunner().invoke(app, ["weights", "convert", str(release)])
     assert res.exit_code != 0 and "--arch" in str(res.exception)
+
+
+@pytest.mark.slow  # a 600 MB ViT-B/16 CLIP checkpoint written and read (~30 s)
+def test_farl_card_matches_open_clip_on_a_release_layout_file(tmp_path):
+    """The original FaRL model is OpenAI CLIP ViT-B/16 code with FaRL's state dict (open_clip
+    builds the same architecture). The same random weights in FaRL's file layout, through the
+    card, give open_clip's own image and text features within 1e-5."""
+    import open_clip
+
+    torch.manual_seed(0)
+    original = open_clip.create_model("ViT-B-16-quickgelu").eval()
+    path = tmp_path / "FaRL-Base-Patch16-LAIONFace20M-ep64.pth"
+    torch.save({"state_dict": original.state_dict()}, path)
+    ours = create_backbone(f"farl_vit_b16@{path}")
+    x = torch.randn(2, 3, 224, 224)
+    tokens = open_clip.get_tokenizer("ViT-B-16-quickgelu")(["a photo of a fearful face."])
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(x), original.encode_image(x), atol=1e-5,
+                                   rtol=1e-5)
+        text = ours.paired_text.eval()
+        torch.testing.assert_close(text.encode({"input_ids": tokens}),
+                                   original.encode_text(tokens), atol=1e-5, rtol=1e-5)
+    assert ours.paired_text.logit_scale.item() == original.logit_scale.item()
+    with pytest.raises(FerBenchError):  # strict: one unexpected key is refused
+        sd = original.state_dict()
+        sd["visual.mim_head.weight"] = torch.zeros(1)
+        torch.save({"state_dict": sd}, path)
+        create_backbone(f"farl_vit_b16@{path}")
