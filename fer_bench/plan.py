@@ -49,7 +49,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     grad_clip: float = 1.0            # 0 disables (LASTED: none)
     drop_last: bool = False           # drop a last partial training batch (LASTED: true)
-    absent_classes: str = "mask"      # lasted, class absent from a batch: mask | image_only
+    absent_classes: str = "image_only"  # lasted, class absent from a batch: image_only | mask
     regime: str = "full"              # full | image | text | frozen | partial:N (see REGIMES)
     amp: str = "auto"                 # auto (bf16/fp16 on CUDA, fp32 on CPU) | bf16 | fp16 | off
     select_metric: str = "accuracy"   # checkpoint selection on the *validation* split

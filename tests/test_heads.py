@@ -22,21 +22,22 @@ def lasted_reference(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_lasted_loss_matches_per_class_reference(seed):
+def test_lasted_loss_mask_matches_per_class_reference(seed):
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(24, 7, generator=g) * 5
     labels = torch.randint(0, 7, (24,), generator=g)
-    torch.testing.assert_close(lasted_loss(logits, labels), lasted_reference(logits, labels))
+    torch.testing.assert_close(lasted_loss(logits, labels, absent_classes="mask"),
+                               lasted_reference(logits, labels))
 
 
 def test_lasted_loss_masks_classes_missing_from_batch():
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(10, 7, generator=g) * 3
     labels = torch.tensor([0, 0, 2, 2, 2, 5, 5, 6, 6, 6])  # 1, 3, 4 absent
-    loss = lasted_loss(logits, labels)
+    loss = lasted_loss(logits, labels, absent_classes="mask")
     assert torch.isfinite(loss)
     torch.testing.assert_close(loss, lasted_reference(logits, labels))
-    # the text term is kept (not dropped as in the published code): differs from image-only
+    # mask keeps the text term (the published rule drops it): differs from image-only
     assert not math.isclose(loss.item(), F.cross_entropy(logits, labels).item() / 2, rel_tol=1e-4)
 
 

@@ -51,7 +51,7 @@ def _text_axis_terms(logits: torch.Tensor, labels: torch.Tensor
 
 
 def lasted_loss(logits: torch.Tensor, labels: torch.Tensor,
-                weight: torch.Tensor | None = None, absent_classes: str = "mask"
+                weight: torch.Tensor | None = None, absent_classes: str = "image_only"
                 ) -> torch.Tensor:
     """LASTED's two-axis loss. `weight` (per class) re-weights the image axis, as for
     cross-entropy; `absent_classes` is "mask" or "image_only" (the original's rule)."""
@@ -64,7 +64,8 @@ def lasted_loss(logits: torch.Tensor, labels: torch.Tensor,
 
 
 def clip_loss(logits: torch.Tensor, labels: torch.Tensor,
-              weight: torch.Tensor | None = None, absent_classes: str = "mask") -> torch.Tensor:
+              weight: torch.Tensor | None = None, absent_classes: str = "image_only"
+              ) -> torch.Tensor:
     """Symmetric CLIP loss with one text per class: image->text CE over classes, and for each
     class present, text->image CE over the batch with the class's images as (equal) targets.
     Absent classes have no text->image term (`absent_classes` applies to `lasted` only)."""
@@ -84,7 +85,7 @@ class ContrastiveHead(Head):
 
     def __init__(self, feature_dim: int, class_text: ClassText, loss: str = "lasted",
                  identity_projection: bool = False, logit_scale: nn.Parameter | None = None,
-                 absent_classes: str = "mask") -> None:
+                 absent_classes: str = "image_only") -> None:
         super().__init__()
         if absent_classes not in ABSENT_CLASSES:
             raise ConfigError(f"train.absent_classes must be one of {', '.join(ABSENT_CLASSES)}"
@@ -132,7 +133,7 @@ def _paired_scale(class_text: ClassText, identity_projection: bool) -> nn.Parame
 
 @HEADS.register("lasted", uses_text=True)
 def lasted(feature_dim: int, n_classes: int, class_text: ClassText,
-           identity_projection: bool = False, absent_classes: str = "mask") -> Head:
+           identity_projection: bool = False, absent_classes: str = "image_only") -> Head:
     """LASTED: language-guided contrastive head with the two-axis (image + text) loss."""
     return ContrastiveHead(feature_dim, class_text, "lasted", identity_projection,
                            _paired_scale(class_text, identity_projection), absent_classes)
@@ -140,7 +141,7 @@ def lasted(feature_dim: int, n_classes: int, class_text: ClassText,
 
 @HEADS.register("clip", uses_text=True)
 def clip(feature_dim: int, n_classes: int, class_text: ClassText,
-         identity_projection: bool = False, absent_classes: str = "mask") -> Head:
+         identity_projection: bool = False, absent_classes: str = "image_only") -> Head:
     """The same cosine head trained with the symmetric CLIP loss."""
     return ContrastiveHead(feature_dim, class_text, "clip", identity_projection,
                            _paired_scale(class_text, identity_projection), absent_classes)
