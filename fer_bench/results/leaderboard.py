@@ -553,7 +553,7 @@ def footnote(rows: list[dict], sort: str = "fear_disgust") -> str:
     return " ".join(parts)
 
 
-FEW_IMAGES = 30  # below this, one test image moves a class's recall by more than 3 points
+FEW_IMAGES = 20  # below this, one test image moves a class's recall by more than 5 points
 
 
 def dataset_notes(rows: list[dict]) -> list[str]:
@@ -569,8 +569,10 @@ def dataset_notes(rows: list[dict]) -> list[str]:
                   else f"test {sum(counts.values()):,}")
         out.append(f"Dataset {ds}: {splits} images; test images per class: "
                    + ", ".join(f"{c} {n}" for c, n in counts.items()) + ".")
-        out += [f"{c} recall rests on {n} test image{'s' * (n != 1)} (one image = "
-                f"{100 / n:.1f} points)." for c, n in counts.items() if 0 < n < FEW_IMAGES]
+        few = [f"{c} recall rests on {n} test image{'s' * (n != 1)} (one image = "
+               f"{100 / n:.1f} points)" for c, n in counts.items() if 0 < n < FEW_IMAGES]
+        if few:
+            out.append("; ".join(few) + ".")
     return out
 
 
