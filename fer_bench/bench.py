@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -77,6 +77,49 @@ def compute_peak(device: torch.device, dtype: torch.dtype | None, seconds: float
     return gemm_peak(peak_kernels(device, dtype, seconds))
 
 
+NOISY_SPREAD = 0.25  # peak samples further apart than this: the machine's pace was not steady
+
+
+@dataclass
+class PeakMeter:
+    """The matmul peak per precision, sampled repeatedly around the timed steps. A busy machine
+    can only slow a sample down, so the fastest sample is the peak; how far the samples spread
+    says whether the machine was steady enough to trust an MFU (a peak measured while busy
+    and steps timed while quiet once printed an MFU of 140%)."""
+
+    device: torch.device
+    seconds: float = 0.5
+    samples: dict[str, list[float]] = field(default_factory=dict)
+
+    def measure(self, name: str, dtype: torch.dtype | None, seconds: float | None = None
+                ) -> float:
+        rate = compute_peak(self.device, dtype, seconds or self.seconds)
+        self.samples.setdefault(name, []).append(rate)
+        return rate
+
+    def peak(self, name: str) -> float:
+        return max(self.samples[name])
+
+    def spread(self, name: str) -> float:
+        """Fastest over slowest sample, minus one (0: every sample agreed)."""
+        rates = self.samples[name]
+        return max(rates) / max(min(rates), 1e-9) - 1
+
+
+def honest_mfu(achieved: float, meter: PeakMeter, name: str, dtype: torch.dtype | None
+               ) -> tuple[float, bool]:
+    """(MFU, noisy): achieved FLOP/s over the best peak sample. A step cannot outrun the peak,
+    so an MFU above 1 means the peak samples were taken while the machine was busier than
+    during the steps: the peak is measured again, longer, and what still exceeds 1 is capped
+    and flagged. Also flagged when the peak samples spread more than NOISY_SPREAD."""
+    mfu = achieved / meter.peak(name)
+    if mfu > 1:
+        meter.measure(name, dtype, 4 * meter.seconds)
+        mfu = achieved / meter.peak(name)
+    noisy = mfu > 1 or meter.spread(name) > NOISY_SPREAD
+    return min(mfu, 1.0), noisy
+
+
 class PeakMemory:
     """Peak memory of a block above what was in use when it began, in MB: CUDA's allocator
     statistics, or on Linux the process's peak RSS (VmHWM, reset through /proc/self/clear_refs).
@@ -137,6 +180,8 @@ class BenchRow:
     mfu: float                # achieved FLOP/s / measured matmul peak in the same precision
     peak_tflops: float
     device: str
+    mfu_noisy: bool = False   # the machine was too noisy to trust `mfu` (see honest_mfu)
+    peak_spread: float = 0.0  # fastest / slowest peak sample - 1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -190,13 +235,57 @@ def _count_flops(fn) -> float:
     return float(counter.get_total_flops())
 
 
-def bench_backbone(spec: str, modes: tuple[str, ...], opts: BenchOptions,
-                   peaks: dict[str, float]) -> list[BenchRow]:
-    """Rows for one backbone. `peaks` caches the matmul peak per precision across backbones."""
-    from .engine import pick_device, prepare, train_sgd
+def _time_train(model, inputs, data, cell, device, amp, opts: BenchOptions
+                ) -> tuple[float, float, float | None]:
+    """(FLOPs of one step, samples/s, peak MB) of training through `train_sgd`."""
+    from .engine import train_sgd
+
+    train_split = data.split("train")
+    model.train()
+
+    def step() -> None:
+        x = inputs.train_batch(train_split, torch.arange(opts.batch), torch.Generator(), 1)
+        with inputs.autocast():
+            model.head.loss(model(x).float(), train_split.labels[:opts.batch]
+                            .to(device)).backward()
+        model.zero_grad(set_to_none=True)
+
+    flops = _count_flops(step)
+    with PeakMemory(device) as mem:
+        per_s = training_rate(lambda progress: train_sgd(
+            model, inputs, data, cell, device, amp, progress=progress), device, opts.batch)
+    return flops, per_s, mem.mb
+
+
+def _time_infer(model, inputs, images: torch.Tensor, device, opts: BenchOptions,
+                channels_last: bool) -> tuple[float, float, float | None]:
+    """(FLOPs of one batch, samples/s, peak MB) of inference through `forward_all`."""
     from .inputs import forward_all
 
+    def run(x: torch.Tensor) -> None:
+        forward_all(model, inputs.pre, x, device, opts.batch, inputs.autocast,
+                    channels_last=channels_last)
+
+    flops = _count_flops(lambda: run(images[:opts.batch]))
+    run(images[:2 * opts.batch])  # warm-up
+    with PeakMemory(device) as mem:
+        sync(device)
+        t = time.perf_counter()
+        run(images)
+        sync(device)
+        per_s = len(images) / (time.perf_counter() - t)
+    return flops, per_s, mem.mb
+
+
+def bench_backbone(spec: str, modes: tuple[str, ...], opts: BenchOptions,
+                   meter: PeakMeter | None = None) -> list[BenchRow]:
+    """Rows for one backbone. The matmul peak is sampled before and after each timed mode
+    (`meter` keeps the samples across backbones); MFU is taken against the best sample."""
+    from .backbones.base import measure
+    from .engine import pick_device, prepare
+
     device = pick_device(opts.device)
+    meter = meter or PeakMeter(device)
     cfg = TrainConfig(epochs=2, batch_size=opts.batch, eval_batch_size=opts.batch,
                       regime=opts.regime, amp=opts.amp, device=opts.device,
                       image_size=opts.image_size, pretrained=opts.pretrained,
@@ -204,61 +293,32 @@ def bench_backbone(spec: str, modes: tuple[str, ...], opts: BenchOptions,
     uses_text = head_uses_text(opts.head)
     cell = Cell(spec, opts.head, "bench", 0, opts.prompts if uses_text else None,
                 opts.text_encoder if uses_text else None, cfg)
-    n = opts.batch * opts.steps
-    data = _dataset(n, opts.batch, opts.source_size)
+    data = _dataset(opts.batch * opts.steps, opts.batch, opts.source_size)
     prepared = prepare(cell, data, device)
     model, inputs, amp = prepared.model, prepared.inputs, prepared.amp
-    pre, autocast = inputs.pre, inputs.autocast
-    channels_last = prepared.resolved["compute"]["channels_last"]
     amp_name = str(amp).replace("torch.", "") if amp else "fp32"
-    if amp_name not in peaks:
-        peaks[amp_name] = compute_peak(device, amp)
-    from .backbones.base import measure
-
-    _, gmacs = measure(model.backbone.encoder, pre.in_chans, pre.size)
+    _, gmacs = measure(model.backbone.encoder, inputs.pre.in_chans, inputs.pre.size)
     params_m = sum(p.numel() for p in model.backbone.encoder.parameters()) / 1e6
-    train_split = data.split("train")
     rows = []
     for mode in modes:
-        batch_idx = torch.arange(opts.batch)
+        meter.measure(amp_name, amp)
         if mode == "train":
-            model.train()
-
-            def step(batch_idx: torch.Tensor = batch_idx) -> None:
-                x = inputs.train_batch(train_split, batch_idx, torch.Generator(), 1)
-                with autocast():
-                    model.head.loss(model(x).float(), train_split.labels[:opts.batch]
-                                    .to(device)).backward()
-                model.zero_grad(set_to_none=True)
-
-            flops = _count_flops(step)
-            with PeakMemory(device) as mem:
-                per_s = training_rate(lambda progress: train_sgd(
-                    model, inputs, data, cell, device, amp, progress=progress), device,
-                    opts.batch)
+            flops, per_s, mem_mb = _time_train(model, inputs, data, cell, device, amp, opts)
         else:
-            images = train_split.images
-            flops = _count_flops(lambda images=images: forward_all(
-                model, pre, images[:opts.batch], device, opts.batch, autocast,
-                channels_last=channels_last))
-            forward_all(model, pre, images[:2 * opts.batch], device, opts.batch, autocast,
-                        channels_last=channels_last)  # warm-up
-            with PeakMemory(device) as mem:
-                sync(device)
-                t = time.perf_counter()
-                forward_all(model, pre, images, device, opts.batch, autocast,
-                            channels_last=channels_last)
-                sync(device)
-                per_s = n / (time.perf_counter() - t)
+            flops, per_s, mem_mb = _time_infer(model, inputs, data.split("train").images,
+                                               device, opts,
+                                               prepared.resolved["compute"]["channels_last"])
+        meter.measure(amp_name, amp)
         flops_per_sample = flops / opts.batch
+        mfu, noisy = honest_mfu(flops_per_sample * per_s, meter, amp_name, amp)
         rows.append(BenchRow(
             backbone=spec, head=opts.head, mode=mode, batch=opts.batch,
-            image_size=pre.size[0], amp=amp_name, samples_per_s=round(per_s, 1),
+            image_size=inputs.pre.size[0], amp=amp_name, samples_per_s=round(per_s, 1),
             step_ms=round(1000 * opts.batch / per_s, 2), params_m=round(params_m, 3),
             gmacs=round(gmacs, 4), flops_per_sample=flops_per_sample,
-            peak_mem_mb=None if mem.mb is None else round(mem.mb, 1),
-            mfu=round(flops_per_sample * per_s / peaks[amp_name], 4),
-            peak_tflops=round(peaks[amp_name] / 1e12, 3), device=str(device)))
+            peak_mem_mb=None if mem_mb is None else round(mem_mb, 1), mfu=round(mfu, 4),
+            peak_tflops=round(meter.peak(amp_name) / 1e12, 3), device=str(device),
+            mfu_noisy=noisy, peak_spread=round(meter.spread(amp_name), 3)))
     return rows
 
 

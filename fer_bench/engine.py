@@ -451,7 +451,8 @@ def _run_cell_once(cell: Cell, progress: ProgressFn | None,
     prepared = prepare(cell, dataset, device)
     model, text, inputs, amp = prepared.model, prepared.text, prepared.inputs, prepared.amp
     resolved = prepared.resolved
-    resolved["dataset"] = {"classes": list(dataset.classes), **dataset.meta}
+    resolved["dataset"] = {"classes": list(dataset.classes), **dataset.meta,
+                           "split_sizes": {k: len(v) for k, v in dataset.splits.items()}}
 
     if cell.head == "probe":
         history, best_epoch = fit_probe(model, inputs, dataset, cell), 0

@@ -97,9 +97,14 @@ def test_rerun_skips_complete_cells(run_dir: Path):
 
 
 def test_dry_run_lists_cells_without_training(tmp_path: Path):
+    from fer_bench.plan import expand, find_benchmark, load_benchmark
+
     res = runner.invoke(app, ["run", "--dry-run", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
-    assert "9 cells" in res.output
+    n = len(expand(load_benchmark(find_benchmark("demo"))))
+    assert f"{n} cells" in res.output
+    for needle in ("px", "precision", "weights", "random init"):  # what a paper needs
+        assert needle in res.output
     assert not (tmp_path / "cells").exists()
 
 
@@ -179,3 +184,41 @@ def test_dry_run_checks_prompt_coverage_of_8_class_datasets(tmp_path: Path, monk
     ok = runner.invoke(app, ["run", "--backbones", "fer_cnn", "--heads", "lasted", "--prompts",
                              "seven", "--dataset", f"fer2013:{tmp_path}/absent", "--dry-run"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_run_help_is_grouped_with_real_metavars():
+    res = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "140"})
+    assert res.exit_code == 0
+    out = res.output
+    for panel in ("Axes", "Training", "Output", "Clusters"):
+        assert f"─ {panel} " in out, out
+    assert out.index("--backbones") < out.index("─ Training ") < out.index("--epochs")
+    assert out.index("─ Clusters ") < out.index("--slurm-partition")
+    assert "<bool>" not in out and "<str>" not in out and "list[str]" not in out
+    assert "KEY=VALUE" in out and "<local|ray|slurm>" in out
+
+
+def test_fixed_choices_reject_a_typo_listing_valid_values(tmp_path: Path):
+    for flag, bad, valid in (("--executor", "rey", "'local', 'ray', 'slurm'"),
+                             ("--format", "jsn", "'table', 'json'")):
+        res = runner.invoke(app, ["run", "--dry-run", "--out", str(tmp_path), flag, bad])
+        text = " ".join(res.output.replace("│", " ").split())  # unwrap the error box
+        assert res.exit_code == 2 and valid in text, res.output
+    ok = runner.invoke(app, ["run", "--backbones", "fer_cnn", "--heads", "linear", "--dry-run",
+                             "--no-dry-run", "--dry-run", "--format", "json", "--executor",
+                             "local", "--no-rerun", "--out", str(tmp_path)])
+    assert ok.exit_code == 0, ok.output  # the old spellings still work
+
+
+def test_dry_run_shows_schedule_only_where_cells_differ(tmp_path: Path):
+    bench = tmp_path / "b.toml"
+    bench.write_text('[axes]\nbackbones = ["fer_cnn", "timm:resnet18@none"]\nheads = ["linear"]\n'
+                     '[train]\nlr = 1e-3\n[[overrides]]\nbackbone = "timm:*"\n'
+                     'train = { lr = 1e-4, image_size = 32 }\n')
+    res = runner.invoke(app, ["run", "-b", str(bench), "--dry-run", "--out", str(tmp_path)],
+                        env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "┃ schedule" in res.output and "lr 0.0001" in res.output and "lr 0.001" in res.output
+    same = runner.invoke(app, ["run", "--dry-run", "--out", str(tmp_path)],
+                         env={"COLUMNS": "200"})
+    assert same.exit_code == 0 and "┃ schedule" not in same.output

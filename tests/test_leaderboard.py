@@ -201,7 +201,7 @@ def test_columns(runs):
     assert len(table) == 3 and "fer_cnn" in table[1][1]
     code, out, _ = lb(str(a), str(b), "--format", "md", "--columns", "rank,head,recall:sad")
     header = out.splitlines()[2]
-    assert header == "| # | head | sad |"
+    assert header == "| # | head | sad (n=12) |"  # the recall's test-image count
     code, out, _ = lb(str(a), str(b), "--format", "md", "--columns", "+gmacs,cell_id")
     header = next(x for x in out.splitlines() if x.startswith("| #"))
     assert "| GMACs |" in header and "| cell |" in header and "| fear/disgust |" in header
@@ -289,3 +289,12 @@ def test_per_dataset_view(runs, tmp_path):
     assert f"evaluated on {spec}" in out and f"evaluated on {TINY}" in out
     err = lb_error(str(a2), "--dataset", "fer2013")
     assert "no result was evaluated on it" in err and spec in err
+
+
+def test_table_says_what_the_rows_were_tested_on(runs):
+    a, b = runs
+    code, out, _ = lb(str(a), str(b), "--format", "md")
+    assert code == 0
+    assert "Dataset synfer:n=700: train " in out and "test images per class: angry" in out
+    assert "| disgust (n=" in out  # the recall column says how many images it rests on
+    assert "Tied with the top" in out or "No row is tied with the top" in out

@@ -62,6 +62,28 @@ def test_scaled_counts_follow_fer2013_proportions(n: int) -> None:
         assert min(counts[s]) == counts[s][CANONICAL.index("disgust")]
 
 
+def test_test_n_sizes_the_test_split_alone() -> None:
+    """A bigger test split (tighter intervals) leaves the training data bit-identical."""
+    base, big = synfer.generate(600, seed=1), synfer.generate(600, seed=1, test_n=300)
+    counts = synfer.split_class_counts(600, test_n=300)
+    assert sum(counts["test"]) == 300 and counts["train"] == synfer.split_class_counts(600)["train"]
+    fer = FER2013["test"]
+    for cname, got in zip(CANONICAL, counts["test"], strict=True):
+        assert abs(got - 300 * fer[cname] / sum(fer.values())) <= 2, cname
+    assert len(big.split("test")) == 300 and big.meta["test_n"] == 300
+    for s in ("train", "val"):
+        assert torch.equal(base.split(s).images, big.split(s).images)
+        assert torch.equal(base.split(s).labels, big.split(s).labels)
+
+
+def test_synfer_spec_rejects_a_tiny_test_split() -> None:
+    from fer_bench.data import load_dataset
+    from fer_bench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="test_n must be at least 100"):
+        load_dataset("synfer:n=600,test_n=20")
+
+
 def test_dataset_shapes_dtypes_and_counts(ds: FERDataset) -> None:
     assert ds.name == "synfer"
     assert ds.classes == CANONICAL

@@ -27,8 +27,7 @@ def main() -> int:
 
     opts = BenchOptions(head="lasted", batch=args.batch, steps=args.steps, image_size=448,
                         amp="bf16", device="cuda", regime="full", text_encoder="paired")
-    peaks: dict[str, float] = {}
-    rows = bench_backbone("open_clip:RN50x64@none", ("train", "infer"), opts, peaks)
+    rows = bench_backbone("open_clip:RN50x64@none", ("train", "infer"), opts)
     for r in rows:
         print(f"RN50x64 {r.mode} @448 bf16, batch {r.batch}: {r.samples_per_s:.1f} samples/s, "
               f"step {r.step_ms:.0f} ms, peak {r.peak_mem_mb:.0f} MB, MFU {r.mfu:.1%} of "

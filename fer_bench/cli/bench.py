@@ -39,8 +39,10 @@ def bench(
     Training runs through fer-bench's own training loop on in-memory 48x48 faces (one warm-up
     epoch, one timed); MFU is measured FLOPs per second over the matmul peak this
     machine reaches (BLAS or, on the CPU, oneDNN, whichever is faster) in the same run and
-    precision."""
-    from ..bench import MODES, BenchOptions, bench_backbone
+    precision, sampled before and after each timed mode; the best sample counts, and a
+    machine too noisy to trust is flagged (`?`)."""
+    from ..bench import MODES, BenchOptions, PeakMeter, bench_backbone
+    from ..engine import pick_device
 
     load_plugins(plugin)
     if fmt not in ("table", "json"):
@@ -52,11 +54,11 @@ def bench(
     modes = ("train",) if train else ("infer",) if infer else MODES
     opts = BenchOptions(head=head, batch=batch, steps=steps, image_size=image_size, amp=amp,
                         device=device, regime=regime, pretrained=pretrained)
-    peaks: dict[str, float] = {}
+    meter = PeakMeter(pick_device(device))
     rows = []
     for spec in csv_list(backbones) or []:
         with console.status(f"benchmarking {spec} ..."):
-            rows += [r.to_dict() for r in bench_backbone(spec, modes, opts, peaks)]
+            rows += [r.to_dict() for r in bench_backbone(spec, modes, opts, meter)]
     if out is not None:
         from ..atomic import write_json_atomic
 
@@ -82,6 +84,18 @@ def _print_table(rows: list[dict]) -> None:
         cells = []
         for key, _ in cols:
             v = r[key]
-            cells.append("-" if v is None else f"{v:.1%}" if key == "mfu" else str(v))
+            cells.append("-" if v is None else mfu_text(r) if key == "mfu" else str(v))
         table.add_row(*cells)
     console.print(table)
+    noisy = [r for r in rows if r.get("mfu_noisy")]
+    if noisy:
+        spread = max(r.get("peak_spread", 0.0) for r in noisy)
+        console.print(f"[yellow]? MFU not trustworthy here:[/yellow] the machine was too noisy "
+                      f"(matmul peak samples around the timed steps differed by up to "
+                      f"{spread:.0%}, or a step outran every peak sample; such MFU is capped "
+                      "at 100%). Re-run on a quiet machine.")
+
+
+def mfu_text(row: dict) -> str:
+    """MFU as printed: never above 100%, and marked `?` when the machine was too noisy."""
+    return f"{min(row['mfu'], 1.0):.1%}" + ("?" if row.get("mfu_noisy") else "")

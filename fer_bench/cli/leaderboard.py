@@ -90,6 +90,7 @@ def leaderboard(
     from ..results.leaderboard import (
         attach_bench,
         build_rows,
+        column_title,
         html_page,
         html_table,
         load_results,
@@ -127,7 +128,8 @@ def leaderboard(
     if fmt == "table":
         out = console if output is None else Console(file=io.StringIO(), width=200)
         for view, rows, cols in boards:
-            out.print(rich_table(rows, f"{heading(view)}: ranked by {sort}", cols, ci, sort_key))
+            out.print(rich_table(rows, f"{heading(view)}: ranked by {column_title(sort_key)}",
+                                 cols, ci, sort_key))
         if failed:
             err_console.print(f"{len(failed)} failed cell(s) not ranked: "
                               + ", ".join(r["cell_id"] for r in failed))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -13,75 +14,127 @@ from ..errors import FerBenchError
 from .common import app, console, csv_list, err_console, load_plugins
 
 
+class PlanFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class Executor(str, Enum):
+    local = "local"
+    ray = "ray"
+    slurm = "slurm"
+
+
+AXES, TRAINING, OUTPUT, CLUSTERS = "Axes", "Training", "Output", "Clusters"
+
+
+def _opt(*names: str, panel: str, metavar: str | None = None, **kw):
+    return typer.Option(*names, rich_help_panel=panel, metavar=metavar, **kw)
+
+
 @app.command()
 def run(
-    benchmark: Annotated[str | None, typer.Option(
-        "--benchmark", "-b", help="Benchmark TOML (path or name in benchmarks/). "
-        "Default: demo when no axis flag is given.")] = None,
-    backbones: Annotated[str | None, typer.Option(help="Comma-separated backbones (cards, "
-                                                  "timm:NAME, open_clip:MODEL@TAG).")] = None,
-    prompts: Annotated[str | None, typer.Option(help="Comma-separated prompt sets.")] = None,
-    heads: Annotated[str | None, typer.Option(help="Comma-separated heads.")] = None,
-    text_encoders: Annotated[str | None, typer.Option(
-        "--text-encoders", "--text-encoder", help="Comma-separated text encoders "
-        "(default: the backbone's paired tower, else minilm).")] = None,
-    dataset: Annotated[str | None, typer.Option(
-        "--dataset", "--datasets", help="Comma-separated dataset specs (synfer, synfer:n=8000).")
-    ] = None,
-    seeds: Annotated[str | None, typer.Option(help="Comma-separated integer seeds.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
-    train: Annotated[str | None, typer.Option(
-        "--train", help="Regime: full | image | text | frozen.")] = None,
-    image_size: Annotated[int | None, typer.Option(
+    # -- the matrix: what is compared --
+    benchmark: Annotated[str | None, _opt(
+        "--benchmark", "-b", panel=AXES, metavar="FILE", help="Benchmark TOML (path or name "
+        "in benchmarks/). Default: demo when no axis flag is given.")] = None,
+    backbones: Annotated[str | None, _opt(
+        "--backbones", panel=AXES, metavar="LIST", help="Comma-separated backbones (cards, "
+        "timm:NAME, open_clip:MODEL@TAG).")] = None,
+    prompts: Annotated[str | None, _opt("--prompts", panel=AXES, metavar="LIST",
+                                        help="Comma-separated prompt sets.")] = None,
+    heads: Annotated[str | None, _opt("--heads", panel=AXES, metavar="LIST",
+                                      help="Comma-separated heads.")] = None,
+    text_encoders: Annotated[str | None, _opt(
+        "--text-encoders", "--text-encoder", panel=AXES, metavar="LIST",
+        help="Comma-separated text encoders (default: the backbone's paired tower, "
+        "else minilm).")] = None,
+    dataset: Annotated[str | None, _opt(
+        "--dataset", "--datasets", panel=AXES, metavar="LIST",
+        help="Comma-separated dataset specs (synfer, synfer:n=8000, fer2013:PATH).")] = None,
+    seeds: Annotated[str | None, _opt("--seeds", panel=AXES, metavar="LIST",
+                                      help="Comma-separated integer seeds.")] = None,
+    # -- training --
+    epochs: Annotated[int | None, _opt("--epochs", panel=TRAINING, metavar="N",
+                                       help="Training epochs.")] = None,
+    batch_size: Annotated[int | None, _opt("--batch-size", panel=TRAINING, metavar="N",
+                                           help="Batch size.")] = None,
+    lr: Annotated[float | None, _opt("--lr", panel=TRAINING, metavar="LR",
+                                     help="Learning rate.")] = None,
+    train: Annotated[str | None, _opt(
+        "--train", panel=TRAINING, metavar="REGIME",
+        help="Which towers train: full | image | text | frozen | partial:N.")] = None,
+    image_size: Annotated[int | None, _opt(
+        "--image-size", panel=TRAINING, metavar="PX",
         help="Resize inputs to this size (backbones without a fixed input size).")] = None,
-    settings: Annotated[list[str] | None, typer.Option(
-        "--set", help="Any training setting as KEY=VALUE in TOML syntax, repeatable: "
-        "--set weight_decay=0.05 --set amp='\"bf16\"' --set balance='\"sampler\"'.")] = None,
-    no_pretrained: Annotated[bool, typer.Option(
-        "--no-pretrained", help="Random init for every backbone (recorded in results).")] = False,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output directory (default runs/<name>).")
-                   ] = None,
-    rerun: Annotated[bool, typer.Option(help="Re-run cells that already have a result.")] = False,
-    dry_run: Annotated[bool, typer.Option(
+    settings: Annotated[list[str] | None, _opt(
+        "--set", panel=TRAINING, metavar="KEY=VALUE",
+        help="Any training setting in TOML syntax, repeatable: --set weight_decay=0.05 "
+        "--set amp=off --set balance=sampler.")] = None,
+    no_pretrained: Annotated[bool, _opt(
+        "--no-pretrained", panel=TRAINING,
+        help="Random init for every backbone (recorded in results).")] = False,
+    device: Annotated[str | None, _opt("--device", panel=TRAINING, metavar="DEVICE",
+                                       help="auto | cpu | cuda | cuda:N")] = None,
+    plugin: Annotated[list[Path] | None, _opt(
+        "--plugin", panel=TRAINING, metavar="FILE",
+        help="Python file registering backbones/heads/datasets (repeatable).")] = None,
+    # -- output --
+    out: Annotated[Path | None, _opt("--out", panel=OUTPUT, metavar="DIR",
+                                     help="Output directory (default runs/<name>).")] = None,
+    dry_run: Annotated[bool, _opt(
+        "--dry-run/--no-dry-run", panel=OUTPUT,
         help="Print the plan (cells, configs, cost estimates); load and train nothing.")
     ] = False,
-    fmt: Annotated[str, typer.Option("--format", help="Dry-run output: table | json")
-                   ] = "table",
-    plugin: Annotated[list[Path] | None, typer.Option(
-        help="Python file registering backbones/heads/datasets (repeatable).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
-    plain: Annotated[bool, typer.Option(
-        "--plain", help="Plain log lines instead of the live display (batch jobs).")] = False,
-    keep_checkpoints: Annotated[bool, typer.Option(
-        "--keep-checkpoints", help="Save each cell's best-on-validation weights "
+    fmt: Annotated[PlanFormat, _opt("--format", panel=OUTPUT, help="Dry-run output.")
+                   ] = PlanFormat.table,
+    rerun: Annotated[bool, _opt("--rerun/--no-rerun", panel=OUTPUT,
+                                help="Re-run cells that already have a result.")] = False,
+    quiet: Annotated[bool, _opt("--quiet", "-q", panel=OUTPUT, help="No progress display.")
+                     ] = False,
+    plain: Annotated[bool, _opt(
+        "--plain", panel=OUTPUT,
+        help="Plain log lines instead of the live display (batch jobs).")] = False,
+    keep_checkpoints: Annotated[bool, _opt(
+        "--keep-checkpoints", panel=OUTPUT, help="Save each cell's best-on-validation weights "
         "(cells/<id>/checkpoint.safetensors).")] = False,
     # -- where the cells run (fer_bench/executors, docs/clusters.md) --
-    executor: Annotated[str, typer.Option(help="local | ray | slurm")] = "local",
-    isolate: Annotated[bool, typer.Option(
-        "--isolate", help="local: each cell in its own subprocess.")] = False,
-    gpus_per_cell: Annotated[float, typer.Option(help="ray: GPUs per cell (0.5 packs two).")
-                             ] = 0.0,
-    cpus_per_cell: Annotated[float, typer.Option(help="ray/slurm: CPUs per cell.")] = 1.0,
-    ray_address: Annotated[str | None, typer.Option(
+    executor: Annotated[Executor, _opt("--executor", panel=CLUSTERS,
+                                       help="Where the cells run.")] = Executor.local,
+    isolate: Annotated[bool, _opt("--isolate", panel=CLUSTERS,
+                                  help="local: each cell in its own subprocess.")] = False,
+    gpus_per_cell: Annotated[float, _opt("--gpus-per-cell", panel=CLUSTERS, metavar="N",
+                                         help="ray: GPUs per cell (0.5 packs two).")] = 0.0,
+    cpus_per_cell: Annotated[float, _opt("--cpus-per-cell", panel=CLUSTERS, metavar="N",
+                                         help="ray/slurm: CPUs per cell.")] = 1.0,
+    ray_address: Annotated[str | None, _opt(
+        "--ray-address", panel=CLUSTERS, metavar="ADDR",
         help="ray: cluster address (default: start a local instance).")] = None,
-    max_retries: Annotated[int, typer.Option(help="ray: retries of a failed cell.")] = 2,
-    slurm_partition: Annotated[str | None, typer.Option(help="slurm: partition.")] = None,
-    slurm_time: Annotated[str, typer.Option(help="slurm: time limit per cell (HH:MM:SS).")
-                          ] = "24:00:00",
-    slurm_mem: Annotated[str | None, typer.Option(help="slurm: memory per cell (64G).")] = None,
-    slurm_gpus: Annotated[int, typer.Option(help="slurm: GPUs per cell.")] = 1,
-    slurm_array_parallelism: Annotated[int, typer.Option(
+    max_retries: Annotated[int, _opt("--max-retries", panel=CLUSTERS, metavar="N",
+                                     help="ray: retries of a failed cell.")] = 2,
+    slurm_partition: Annotated[str | None, _opt("--slurm-partition", panel=CLUSTERS,
+                                                metavar="NAME", help="slurm: partition.")
+                               ] = None,
+    slurm_time: Annotated[str, _opt("--slurm-time", panel=CLUSTERS, metavar="HH:MM:SS",
+                                    help="slurm: time limit per cell.")] = "24:00:00",
+    slurm_mem: Annotated[str | None, _opt("--slurm-mem", panel=CLUSTERS, metavar="SIZE",
+                                          help="slurm: memory per cell (64G).")] = None,
+    slurm_gpus: Annotated[int, _opt("--slurm-gpus", panel=CLUSTERS, metavar="N",
+                                    help="slurm: GPUs per cell.")] = 1,
+    slurm_array_parallelism: Annotated[int, _opt(
+        "--slurm-array-parallelism", panel=CLUSTERS, metavar="N",
         help="slurm: cells running at once.")] = 64,
-    shard: Annotated[str | None, typer.Option(
-        help="Run only shard I of N (I/N, I from 0): deterministic, disjoint, complete.")
-    ] = None,
-    nproc: Annotated[int, typer.Option(
+    shard: Annotated[str | None, _opt(
+        "--shard", panel=CLUSTERS, metavar="I/N",
+        help="Run only shard I of N (I from 0): deterministic, disjoint, complete.")] = None,
+    nproc: Annotated[int, _opt(
+        "--nproc", panel=CLUSTERS, metavar="N",
         help="Run each cell on N processes/GPUs (relaunches under torchrun, DDP).")] = 1,
 ) -> None:
-    """Run a backbone x prompt x head x seed matrix and print its leaderboard."""
+    """Run a backbone x prompt x head x seed matrix and print its leaderboard.
+
+    [b]fer-bench run[/b] runs the demo; [b]fer-bench run -b FILE --dry-run[/b] shows a plan
+    and its cost; axis flags replace a benchmark file's axes, training flags its \\[train]."""
     from ..plan import Benchmark as Bench
     from ..plan import coerce_train, expand, find_benchmark, load_benchmark
 
@@ -122,11 +175,12 @@ def run(
     from ..executors import cli as ex
 
     cells = ex.select_shard(cells, shard)
-    opts = ExecOptions(executor, isolate, cpus_per_cell, gpus_per_cell, ray_address, max_retries,
-                       slurm_partition, slurm_time, slurm_mem, slurm_gpus,
+    executor_name, fmt_name = Executor(executor).value, PlanFormat(fmt).value
+    opts = ExecOptions(executor_name, isolate, cpus_per_cell, gpus_per_cell, ray_address,
+                       max_retries, slurm_partition, slurm_time, slurm_mem, slurm_gpus,
                        slurm_array_parallelism, all_plugins(plugin))
     opts.validate()
-    if not dry_run and executor == "local" and not ex.under_torchrun():
+    if not dry_run and executor_name == "local" and not ex.under_torchrun():
         _preflight_weights(cells)  # before any work: every missing weight once, then stop
     if not dry_run:
         ex.relaunch(nproc, opts)
@@ -136,16 +190,16 @@ def run(
     if dry_run:  # data may live on the machine that will run it: paths are only warned about
         validate_cells(cells, check_paths=False)
         _warn_missing_paths(cells)
-        _print_plan(cells, out, fmt)
-        if fmt != "json":
+        _print_plan(cells, out, fmt_name)
+        if fmt_name != "json":
             _print_weights_plan(cells, bench)
-        ex.print_dry_run(cells, out, opts, bench.name, fmt)
+        ex.print_dry_run(cells, out, opts, bench.name, fmt_name)
         return
     if ex.under_torchrun():  # one cell across ranks: rank 0 runs the matrix, the rest follow
         ex.on_ranks(lambda: _run_with_progress(cells, out, rerun, quiet, bench.name, keep,
                                                plain), bench.train.device)
         return
-    if executor != "local" or isolate:
+    if executor_name != "local" or isolate:
         ex.run_and_report(cells, out, opts, rerun, quiet, bench.name)
         return
     _run_with_progress(cells, out, rerun, quiet, bench.name, keep, plain)
@@ -235,35 +289,72 @@ def _warn_missing_paths(cells) -> None:
 
 
 def _print_plan(cells, out: Path, fmt: str) -> None:
-    """The plan without loading weights or data: cells, resolved configs, cost estimates."""
+    """The plan without loading weights or data: cells, resolved configs, cost estimates, and
+    per cell the input size, precision, weights and (where cells differ) the schedule."""
     from dataclasses import asdict
-
-    from rich.table import Table
 
     from ..estimate import estimate
     from ..runner import is_complete
+    from . import plan_table as pt
 
+    varying = pt.varying_schedule_keys(cells)
     rows = []
     for c in cells:
         est = estimate(c)
         rows.append({"cell_id": c.cell_id, "status": "done" if is_complete(out, c) else "to run",
-                     "config": c.config(), "estimate": asdict(est)})
+                     "config": c.config(), "estimate": asdict(est),
+                     "plan": {"input_size": pt.input_size_text(c),
+                              "precision": pt.precision_text(c.train),
+                              "weights": pt.weights_text(c),
+                              "schedule": pt.schedule_text(c.train)},
+                     "_estimate_row": est.row()})
     if fmt == "json":
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps([{k: v for k, v in r.items() if not k.startswith("_")}
+                               for r in rows], indent=2))
         return
-    table = Table(title=f"{len(cells)} cells -> {out}", title_justify="left")
-    for col in ("cell id", "backbone", "head", "prompts", "text encoder", "dataset", "seed",
-                "params M", "train M", "GMACs/img", "state GB", "status"):
-        table.add_column(col, justify="right" if col in (
-            "params M", "train M", "GMACs/img", "state GB", "seed") else "left")
-    for c, r in zip(cells, rows, strict=True):
-        table.add_row(c.cell_id, c.backbone, c.head, c.prompts or "-", c.text_encoder or "-",
-                      c.dataset, str(c.seed), *estimate(c).row(),
-                      "done (skip)" if r["status"] == "done" else "to run")
-    console.print(table)
-    console.print("state GB = fp32 weights + gradients + Adam moments (activations excluded); "
-                  "GMACs = image encoder forward per image at its input size.")
-    console.print("shared training config: " + json.dumps(asdict(cells[0].train)))
+    console.print(_plan_table(cells, rows, out, varying))
+    console.print("px = input size; state GB = fp32 weights + gradients + Adam moments "
+                  "(activations excluded); GMACs = image encoder forward per image at its card's "
+                  "input size; precision as resolved on this machine's device.")
+    shared = {k: v for k, v in asdict(cells[0].train).items() if k not in varying}
+    console.print("shared training config: " + json.dumps(shared))
+
+
+def _plan_table(cells, rows: list[dict], out: Path, varying: tuple[str, ...]):
+    """The dry-run table; columns with one value across several cells go into the caption."""
+    from rich.table import Table
+
+    from . import plan_table as pt
+
+    def plan(key):
+        return lambda c, r: r["plan"][key]
+
+    columns = [("cell id", lambda c, r: c.cell_id), ("backbone", lambda c, r: c.backbone),
+               ("head", lambda c, r: c.head), ("prompts", lambda c, r: c.prompts or "-"),
+               ("text encoder", lambda c, r: c.text_encoder or "-"),
+               ("dataset", lambda c, r: c.dataset), ("seed", lambda c, r: str(c.seed)),
+               ("px", plan("input_size")), ("precision", plan("precision")),
+               *([("schedule", lambda c, r: pt.schedule_text(c.train, varying))]
+                 if varying else []),
+               ("weights", plan("weights"))]
+    columns += [(t, lambda c, r, i=i: r["_estimate_row"][i])
+                for i, t in enumerate(("params M", "train M", "GMACs/img", "state GB"))]
+    columns.append(("status", lambda c, r: "done (skip)" if r["status"] == "done"
+                    else "to run"))
+    values = {t: [get(c, r) for c, r in zip(cells, rows, strict=True)] for t, get in columns}
+    constant = {t: v[0] for t, v in values.items() if len(cells) > 1 and len(set(v)) == 1
+                and t in ("prompts", "text encoder", "dataset", "seed", "px", "precision",
+                          "weights")}
+    table = Table(title=f"{len(cells)} cells -> {out}", title_justify="left",
+                  caption=("all cells: " + ", ".join(f"{t} {v}" for t, v in constant.items()))
+                  if constant else None, caption_justify="left")
+    shown = [t for t, _ in columns if t not in constant]
+    numeric = ("seed", "px", "params M", "train M", "GMACs/img", "state GB")
+    for t in shown:
+        table.add_column(t, justify="right" if t in numeric else "left")
+    for i in range(len(cells)):
+        table.add_row(*(values[t][i] for t in shown))
+    return table
 
 
 def _run_with_progress(cells, out: Path, rerun: bool, quiet: bool, name: str,

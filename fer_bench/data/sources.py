@@ -2,7 +2,7 @@
 
 A spec is `NAME`, `NAME:ARG` or `NAME:PATH#key=value,key=value`:
 
-- synthetic data takes options directly: `synfer:n=8000,seed=1` (or `synfer#n=8000`);
+- synthetic data takes options directly: `synfer:n=8000,seed=1,test_n=2000` (or `synfer#n=8000`);
 - datasets on disk take a path, then options after `#` (a shell-safe character, unlike `?`):
   `ferplus:/data/FERPlus#mode=probability,skip_bad=5`. A path that itself contains `#` works as
   long as what follows the last `#` is not `key=value` options.
@@ -145,12 +145,15 @@ def synfer(arg: str | None = None, spec: str = "synfer") -> FERDataset:
     from . import synfer as gen
 
     opts = parse_options((arg or "").lstrip("#"), spec,
-                         {"n": int, "seed": int, "label_noise": float})
+                         {"n": int, "seed": int, "label_noise": float, "test_n": int})
     if opts.get("n", 1000) < 500:
         raise ConfigError(f"dataset {spec!r}: n must be at least 500 (every class in every "
                           "split needs images)")
     if not 0.0 <= opts.get("label_noise", 0.0) < 1.0:
         raise ConfigError(f"dataset {spec!r}: label_noise must be in [0, 1)")
+    if opts.get("test_n", 100) < 100:
+        raise ConfigError(f"dataset {spec!r}: test_n must be at least 100 (every class needs "
+                          "test images)")
     return gen.generate(**opts)
 
 

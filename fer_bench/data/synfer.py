@@ -136,14 +136,20 @@ def _largest_remainder(total: int, weights: tuple[int, ...] | list[int]) -> list
     return base.tolist()
 
 
-def split_class_counts(n: int) -> dict[str, list[int]]:
+def split_class_counts(n: int, test_n: int | None = None) -> dict[str, list[int]]:
     """Per split, per class (CANONICAL order) image counts: FER2013's, scaled to `n` images.
+    `test_n` sizes the test split on its own (same class proportions; train and val keep their
+    share of `n`): more test images tighten the intervals without adding training time.
 
     n = 35,887 gives FER2013's counts exactly. From n >= 500 on every class has >= 2 images in
     every split (taken from the split's largest class)."""
     if n < len(SPLITS) * len(CANONICAL):
         raise ValueError(f"n must be at least {len(SPLITS) * len(CANONICAL)}, got {n}")
+    if test_n is not None and test_n < 2 * len(CANONICAL):
+        raise ValueError(f"test_n must be at least {2 * len(CANONICAL)}, got {test_n}")
     sizes = _largest_remainder(n, [sum(FER2013_COUNTS[s]) for s in SPLITS])
+    if test_n is not None:
+        sizes[SPLITS.index("test")] = test_n
     out: dict[str, list[int]] = {}
     for s, size in zip(SPLITS, sizes, strict=True):
         counts = _largest_remainder(size, FER2013_COUNTS[s])
@@ -433,7 +439,7 @@ def _render(p: dict[str, torch.Tensor], a: torch.Tensor, size: int,
 
 
 def generate(n: int = FER2013_TOTAL, seed: int = 0, label_noise: float = 0.03,
-             size: int = 48) -> FERDataset:
+             size: int = 48, test_n: int | None = None) -> FERDataset:
     """A SynFER dataset of `n` grayscale `size` x `size` faces with FER2013's splits and class
     balance. Deterministic: the same arguments give bit-identical images and labels."""
     if not 0.0 <= label_noise < 1.0:
@@ -442,7 +448,7 @@ def generate(n: int = FER2013_TOTAL, seed: int = 0, label_noise: float = 0.03,
         raise ValueError(f"seed must be >= 0, got {seed}")
     if size < 16:
         raise ValueError(f"size must be at least 16, got {size}")
-    counts = split_class_counts(n)
+    counts = split_class_counts(n, test_n)
     # Rendering is many small element-wise kernels: torch's intra-op threads gain little on them
     # and, when another process holds a core, slow them down >10x (measured on 2 cores). So each
     # chunk runs single-threaded and chunks run in parallel on Python threads (ops release the
@@ -455,6 +461,8 @@ def generate(n: int = FER2013_TOTAL, seed: int = 0, label_noise: float = 0.03,
         torch.set_num_threads(workers)
     meta = {"n": n, "seed": seed, "label_noise": label_noise, "size": size,
             "generator_version": GENERATOR_VERSION}
+    if test_n is not None:
+        meta["test_n"] = test_n
     return FERDataset(name="synfer", classes=CANONICAL, splits=splits, meta=meta)
 
 

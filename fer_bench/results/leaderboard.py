@@ -199,6 +199,20 @@ def _label(row: dict) -> str:
     return " · ".join(str(p) for p in parts if p)
 
 
+def _test_counts(view: dict) -> dict[str, int] | None:
+    """Test images per class (the confusion matrix's row sums), for reading a recall's weight."""
+    conf, classes = view.get("confusion"), view.get("classes")
+    if conf is None or not classes or len(conf) != len(classes):
+        return None
+    return {c: int(sum(r)) for c, r in zip(classes, conf, strict=True)}
+
+
+def _split_sizes(result: dict) -> dict[str, int] | None:
+    resolved = (result.get("config") or {}).get("resolved") or {}
+    sizes = (resolved.get("dataset") or {}).get("split_sizes")
+    return sizes if isinstance(sizes, dict) else None
+
+
 def _make_row(members: list[tuple[dict, dict]], dataset: str | None) -> dict:
     members.sort(key=lambda m: m[0]["seed"])
     first, fview = members[0]
@@ -223,6 +237,9 @@ def _make_row(members: list[tuple[dict, dict]], dataset: str | None) -> dict:
                         if len(confs) == len(members) and len({c.shape for c in confs}) == 1
                         else None)
     row["precision"] = "/".join(sorted({precision_of(m) for m, _ in members}))
+    row["test_counts"] = _test_counts(fview)
+    row["split_sizes"] = (_split_sizes(first) if row["eval_dataset"] == first.get("dataset")
+                          else None)
     row["cell_ids"] = [m["cell_id"] for m, _ in members]
     row["group"] = group_key(first)
     row["label"] = _label(row)
@@ -415,6 +432,17 @@ def column_title(key: str) -> str:
     return TITLES.get(key, key[7:] if key.startswith("recall:") else key)
 
 
+def header(key: str, rows: list[dict]) -> str:
+    """A column's title in a rendered table: a recall column also says how many test images
+    it rests on (`disgust (n=9)`) when every row was tested on the same number."""
+    title = column_title(key)
+    if key.startswith("recall:"):
+        counts = {(r.get("test_counts") or {}).get(key[7:]) for r in rows}
+        if len(counts) == 1 and None not in counts:
+            title += f" (n={counts.pop()})"
+    return title
+
+
 def constant_identity(rows: list[dict]) -> dict[str, str]:
     """Identity columns with one value across several rows (said once in the caption instead)."""
     if len(rows) < 2:
@@ -545,6 +573,7 @@ def footnote(rows: list[dict], sort: str = "fear_disgust") -> str:
         m = rows[0]["test_metric"]
         parts.append(f"† not significantly different from the top row (paired bootstrap on "
                      f"{column_title(m)}, p ≥ 0.05); p vs top: two-sided p of that test.")
+    parts += tied_note(rows)
     if rows and rows[0].get("baseline"):
         parts.append(f"p vs base: the same test against {rows[0]['baseline']}.")
     odd = sorted({r["precision"] for r in rows if r.get("precision_differs")})
@@ -552,7 +581,45 @@ def footnote(rows: list[dict], sort: str = "fear_disgust") -> str:
         rest = next(r["precision"] for r in rows if not r.get("precision_differs"))
         parts.append(f"[{'/'.join(odd)}]: ran in {'/'.join(odd)}, the other rows in {rest}; "
                      "precision changes figures (bf16 rounding differs between CPU families).")
+    parts += dataset_notes(rows)
     return " ".join(parts)
+
+
+FEW_IMAGES = 20  # below this, one test image moves a class's recall by more than 5 points
+
+
+def dataset_notes(rows: list[dict]) -> list[str]:
+    """What the rows were tested on, per evaluated dataset: split sizes, test images per class,
+    and a warning for each class whose recall rests on a handful of images."""
+    out = []
+    for ds in dict.fromkeys(r["eval_dataset"] for r in rows):
+        mine = [r for r in rows if r["eval_dataset"] == ds and r.get("test_counts")]
+        if not mine:
+            continue
+        counts, sizes = mine[0]["test_counts"], mine[0].get("split_sizes")
+        splits = (", ".join(f"{k} {v:,}" for k, v in sizes.items()) if sizes
+                  else f"test {sum(counts.values()):,}")
+        out.append(f"Dataset {ds}: {splits} images; test images per class: "
+                   + ", ".join(f"{c} {n}" for c, n in counts.items()) + ".")
+        few = [f"{c} recall rests on {n} test image{'s' * (n != 1)} (one image = "
+               f"{100 / n:.1f} points)" for c, n in counts.items() if 0 < n < FEW_IMAGES]
+        if few:
+            out.append("; ".join(few) + ".")
+    return out
+
+
+def tied_note(rows: list[dict]) -> list[str]:
+    """Which rows the paired test could not tell from the top, by rank."""
+    tested = [r for r in rows[1:] if r.get("p_vs_top") is not None]
+    if not tested:
+        return []
+    tied = [f"#{r['rank']}" for r in tested if r.get("tied_with_top")]
+    if not tied:
+        return [f"No row is tied with the top: #1 is significantly ahead of all "
+                f"{len(tested)} tested rows."]
+    apart = len(tested) - len(tied)
+    return [f"Tied with the top (†): {', '.join(tied)}; significantly below it: {apart} "
+            f"row{'s' * (apart != 1)}."]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -607,7 +674,7 @@ def html_table(rows: list[dict], columns: list[str], ci: str = "sort",
     """The ranked table as an HTML fragment (used by `--format html` and the report)."""
     def th(c: str) -> str:
         cls = ("t" if c in TEXT_KEYS else "") + (" fd" if c in FD_COLUMNS else "")
-        return f'<th class="{cls.strip()}">{html.escape(column_title(c))}</th>'
+        return f'<th class="{cls.strip()}">{html.escape(header(c, rows))}</th>'
 
     head = "".join(th(c) for c in columns)
     body = []
@@ -653,7 +720,7 @@ def csv_text(rows: list[dict], columns: list[str] | None = None) -> str:
 def md_text(rows: list[dict], columns: list[str], title_text: str = "", ci: str = "sort",
             sort: str = "fear_disgust") -> str:
     lines = [f"**{title_text}**\n" if title_text else "",
-             "| " + " | ".join(column_title(c) for c in columns) + " |",
+             "| " + " | ".join(header(c, rows) for c in columns) + " |",
              "|" + "|".join("---" if c in TEXT_KEYS else "---:" for c in columns) + "|"]
     lines += ["| " + " | ".join(cell_text(r, c, ci, sort).replace("|", "\\|") for c in columns)
               + " |" for r in rows]
@@ -695,7 +762,11 @@ def rich_table(rows: list[dict], title: str = "", columns: list[str] | None = No
                   caption_justify="left")
     for key in cols:
         style = "bold magenta" if key == sort else None
-        table.add_column(column_title(key), justify="left" if key in TEXT_KEYS else "right",
+        # long titles of unwrapped number columns on two lines keep wide tables on the screen
+        title = header(key, rows).replace(" (n=", "\n(n=")
+        if key not in TEXT_KEYS and "\n" not in title and len(title) > 10 and " " in title:
+            title = "\n".join(title.rsplit(" ", 1))
+        table.add_column(title, justify="left" if key in TEXT_KEYS else "right",
                          style=style, no_wrap=key not in TEXT_KEYS or key == "backbone",
                          min_width=min(30, max((len(r["label"]) for r in rows), default=5))
                          if key == "label" else None)

@@ -308,6 +308,30 @@ def _configs_html(rows: list[dict]) -> str:
     return "".join(out)
 
 
+def dataset_html(rows: list[dict]) -> str:
+    """What the rows were tested on: split sizes and test images per class for each evaluated
+    dataset, with the classes whose recall rests on a handful of images called out."""
+    out = []
+    for ds in dict.fromkeys(r["eval_dataset"] for r in rows):
+        row = next((r for r in rows if r["eval_dataset"] == ds and r.get("test_counts")), None)
+        if row is None:
+            continue
+        counts, sizes = row["test_counts"], row.get("split_sizes") or {}
+        split_text = ", ".join(f"{k} {v:,}" for k, v in sizes.items()) or \
+            f"test {sum(counts.values()):,}"
+        head = "".join(f'<th class="{"fd" if c in FEAR_DISGUST else ""}">{html.escape(c)}</th>'
+                       for c in counts)
+        cells = "".join(f"<td>{n}</td>" for n in counts.values())
+        few = [f"<b>{html.escape(c)}</b> recall rests on {n} test image{'s' * (n != 1)}: one "
+               f"image moves it by {100 / n:.1f} points" for c, n in counts.items()
+               if 0 < n < lb.FEW_IMAGES]
+        out.append(f"<p><b>{html.escape(ds)}</b>: {split_text} images. Test images per "
+                   f'class:</p><table class="lb"><thead><tr>{head}</tr></thead><tbody><tr>'
+                   f"{cells}</tr></tbody></table>"
+                   + (f'<p class="note">{"; ".join(few)}.</p>' if few else ""))
+    return "".join(out)
+
+
 def build_report(run_dirs: list[Path], output: Path, *, sort: str = "fear_disgust",
                  top: int = 5, max_confusions: int = 24,
                  options: lb.StatsOptions | None = None, baseline: str | None = None) -> dict:
@@ -364,7 +388,8 @@ def build_report(run_dirs: list[Path], output: Path, *, sort: str = "fear_disgus
         _card("best accuracy", _pct(best_acc["accuracy"]),
               f"#{best_acc['rank']} {best_acc['label']}"),
         _card("rows tied with the top", str(len(tied)),
-              f"paired bootstrap on {lb.column_title(best['test_metric'])}, p ≥ 0.05"),
+              (", ".join(f"#{r['rank']}" for r in tied) + " · " if tied else "")
+              + f"paired bootstrap on {lb.column_title(best['test_metric'])}, p ≥ 0.05"),
         _card("cells", f"{n_ok} ok" + (f", {len(failed)} failed" if failed else ""),
               f"{len(rows)} rows; datasets: {', '.join(sorted({r['dataset'] for r in rows}))}"),
     ])
@@ -373,7 +398,8 @@ def build_report(run_dirs: list[Path], output: Path, *, sort: str = "fear_disgus
         cols = [c for c in cols if c not in ("backbone", "head", "prompts", "text_encoder")]
         cols.insert(1, "label")
     sections = [("", f'<div class="cards">{cards}</div>'),
-                ("Leaderboard", lb.html_table(rows, cols, "all", sort_key))]
+                ("Leaderboard", lb.html_table(rows, cols, "all", sort_key)),
+                ("What the rows were tested on", dataset_html(rows))]
     for view in lb.eval_datasets(results):
         if view in {r["dataset"] for r in rows}:
             continue
