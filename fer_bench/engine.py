@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from . import distributed  # DDP hooks (torchrun): no-ops in one process
+from .adaptation.artifacts import base_digests, is_adaptation, trained_state
 from .backbones import Backbone, create_backbone
 from .compute import (
     autocast_for,
@@ -55,6 +56,8 @@ class CellOutput:
     cross: dict[str, dict] = field(default_factory=dict)        # dataset spec -> metrics
     cross_predictions: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     checkpoint: dict[str, torch.Tensor] | None = None           # best state, when asked for
+    trained: dict[str, torch.Tensor] | None = None  # adaptation regimes: the trained parameters
+    trained_meta: dict = field(default_factory=dict)            # ... and what they need
 
 
 def pick_device(name: str) -> torch.device:
@@ -121,9 +124,13 @@ def build_model(cell: Cell, dataset: FERDataset, cache: TensorCache | None = Non
     if backbone.paired_text is not None and text is not backbone.paired_text:
         backbone.paired_text = None  # an unused CLIP text tower must not train or cost memory
     regime = "frozen" if meta.get("frozen_image") or not head.trains else cell.train.regime
+    base = base_digests(backbone.encoder, text) if is_adaptation(regime) else None
     # the head's own parameters (a paired tower's logit scale too) train whatever the regime
     resolved["regime"] = apply_regime(backbone.encoder, text, regime,
-                                      [*context, *head.own_parameters()])
+                                      [*context, *head.own_parameters()], head=head,
+                                      feature_dim=dim, who=f"cell {cell.label}")
+    if base is not None:  # what the saved trained parameters must be reloaded onto
+        resolved["regime"]["base_digest"] = base
     return CellModel(backbone, head), text, resolved
 
 
@@ -490,7 +497,14 @@ def _run_cell_once(cell: Cell, progress: ProgressFn | None,
     resolved["head"] = model.head.describe()  # e.g. the trained logit scale
     checkpoint = ({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
                   if keep_checkpoint else None)
+    trained, trained_meta = None, {}
+    if is_adaptation(resolved["regime"]["regime"]):
+        trained = trained_state(model)
+        trained_meta = {"regime": resolved["regime"]["regime"], "backbone": cell.backbone,
+                        "cell_id": cell.cell_id, "seed": cell.seed,
+                        "base_digest": resolved["regime"]["base_digest"]}
     return CellOutput(
+        trained=trained, trained_meta=trained_meta,
         metrics=metrics,
         predictions={"labels": test.labels.numpy(), "preds": preds.numpy(),
                      "scores": logits.softmax(1).numpy().astype(np.float32)},
@@ -498,3 +512,22 @@ def _run_cell_once(cell: Cell, progress: ProgressFn | None,
         resolved=resolved, history=history, artifacts=artifacts, cross=cross,
         cross_predictions=cross_predictions, checkpoint=checkpoint,
     )
+
+
+def reload_trained(cell: Cell, path, device: str = "cpu") -> Prepared:
+    """A cell's model rebuilt from its base weights plus its saved trained parameters
+    (`trained.safetensors`), ready to evaluate: the base digests must match the file's."""
+    from pathlib import Path
+
+    from .adaptation.artifacts import check_base, decode, load_into
+
+    path = Path(path)
+    state, meta = decode(path.read_bytes(), str(path))
+    dataset = load_dataset(cell.dataset)
+    prepared = prepare(cell, dataset, pick_device(device))
+    actual = prepared.resolved["regime"].get("base_digest", {})
+    check_base(meta.get("base_digest", {}), actual, str(path))
+    load_into(prepared.model, state, str(path))
+    if prepared.text is not None:
+        prepared.model.head.class_text.invalidate()
+    return prepared

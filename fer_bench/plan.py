@@ -26,14 +26,15 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from .adaptation.spec import regime_problem
 from .errors import ConfigError, UnknownNameError
 from .resources import data_files, read_toml
 
-AXES = ("backbones", "prompts", "heads", "text_encoders", "datasets", "seeds")
+AXES = ("backbones", "prompts", "heads", "text_encoders", "datasets", "seeds", "regimes")
 TOP_KEYS = {"name", "description", "axes", "train", "overrides", "skip", "eval"}
-MATCH_KEYS = ("backbone", "head", "prompts", "text_encoder", "dataset")
+MATCH_KEYS = ("backbone", "head", "prompts", "text_encoder", "dataset", "regime")
 EVAL_KEYS = {"cross_datasets", "keep_checkpoints"}
-REGIMES = ("full", "image", "text", "frozen")  # and partial:N (last N image-encoder blocks)
+REGIMES = ("full", "image", "text", "frozen")  # and partial:N, lora:..., adapter[:...], vpt:N
 SELECT_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "fear_disgust", "loss")
 
 
@@ -50,7 +51,8 @@ class TrainConfig:
     grad_clip: float = 1.0            # 0 disables (LASTED: none)
     drop_last: bool = False           # drop a last partial training batch (LASTED: true)
     absent_classes: str = "image_only"  # lasted, class absent from a batch: image_only | mask
-    regime: str = "full"              # full | image | text | frozen | partial:N (see REGIMES)
+    regime: str = "full"              # full | image | text | frozen | partial:N | lora:r=R,...
+    #                                   | adapter[:dim=D,...] | vpt:N (fer_bench.adaptation.spec)
     amp: str = "auto"                 # auto (bf16/fp16 on CUDA, fp32 on CPU) | bf16 | fp16 | off
     select_metric: str = "accuracy"   # checkpoint selection on the *validation* split
     patience: int = 0                 # early stopping after N epochs without improvement; 0 off
@@ -79,7 +81,6 @@ class TrainConfig:
         return int(self.regime.split(":", 1)[1]) if self.regime.startswith("partial:") else 0
 
     def validate(self, where: str) -> None:
-        partial = self.regime.startswith("partial:")
         checks = [
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
@@ -87,9 +88,7 @@ class TrainConfig:
             (self.lr > 0, "lr must be > 0"),
             (self.optimizer in ("adamw", "adam", "sgd"), "optimizer must be adamw, adam or sgd"),
             (self.schedule in ("cosine", "constant"), "schedule must be cosine or constant"),
-            (self.regime in REGIMES or (partial and self.regime[8:].isdigit()
-                                        and int(self.regime[8:]) >= 1),
-             f"regime must be one of {', '.join(REGIMES)} or partial:N (N >= 1)"),
+            (regime_problem(self.regime) is None, f"regime: {regime_problem(self.regime)}"),
             (self.amp in ("auto", "bf16", "fp16", "off"), "amp must be auto, bf16, fp16 or off"),
             (self.absent_classes in ("mask", "image_only"),
              "absent_classes must be mask or image_only"),
@@ -146,6 +145,7 @@ class Benchmark:
     text_encoders: list[str] = field(default_factory=lambda: ["default"])
     datasets: list[str] = field(default_factory=lambda: ["synfer"])
     seeds: list[int] = field(default_factory=lambda: [0])
+    regimes: list[str] | None = None  # an axis of train.regime values; None: train.regime only
     train: TrainConfig = field(default_factory=TrainConfig)
     overrides: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
     skip: list[dict[str, str]] = field(default_factory=list)
@@ -202,6 +202,8 @@ def load_benchmark(path: Path) -> Benchmark:
     bench.train = replace(TrainConfig(), **coerce_train(train, where))
     bench.train.validate(where)
     bench.explicit = set(train)
+    for i, regime in enumerate(bench.regimes or []):
+        replace(bench.train, regime=regime).validate(f"{where}: axes.regimes[{i}]")
     for i, entry in enumerate(_tables(data, "overrides", where)):
         at = f"{where}: overrides[{i}]"
         match = _match(entry, at, extra={"train"})
@@ -367,7 +369,7 @@ def head_uses_text(head: str) -> bool:
 def expand(bench: Benchmark) -> list[Cell]:
     """Every combination of the axes, text-free heads collapsed, in a stable order."""
     for axis in AXES:
-        if not getattr(bench, axis):
+        if axis != "regimes" and not getattr(bench, axis):
             raise ConfigError(f"{bench.source}: axis {axis!r} is empty")
     cells: dict[str, Cell] = {}
     cross = tuple(bench.cross_datasets)
@@ -377,18 +379,26 @@ def expand(bench: Benchmark) -> list[Cell]:
                 text = head_uses_text(head)
                 for pr in (bench.prompts if text else [None]):
                     for te in (bench.text_encoders if text else [None]):
-                        axes = {"backbone": bb, "head": head, "prompts": pr,
-                                "text_encoder": te, "dataset": ds}
-                        if any(matches(m, **axes) for m in bench.skip):
-                            continue
-                        train = with_card_defaults(bench, bb)
-                        for m, values in bench.overrides:
-                            if matches(m, **axes):
-                                train = replace(train, **values)
-                        for seed in bench.seeds:
-                            c = Cell(bb, head, ds, seed, pr, te, train,
-                                     tuple(x for x in cross if x != ds))
-                            cells.setdefault(c.cell_id, c)
+                        for rg in bench.regimes or [bench.train.regime]:
+                            axes = {"backbone": bb, "head": head, "prompts": pr,
+                                    "text_encoder": te, "dataset": ds, "regime": rg}
+                            _add_cells(cells, bench, axes, cross)
     if not cells:
         raise ConfigError(f"{bench.source}: every cell is skipped by [[skip]]")
     return list(cells.values())
+
+
+def _add_cells(cells: dict[str, Cell], bench: Benchmark, axes: dict, cross: tuple) -> None:
+    """The cells (one per seed) of one combination of the axes, unless [[skip]] drops it."""
+    if any(matches(m, **axes) for m in bench.skip):
+        return
+    train = with_card_defaults(bench, axes["backbone"])
+    if bench.regimes:
+        train = replace(train, regime=axes["regime"])
+    for m, values in bench.overrides:
+        if matches(m, **axes):
+            train = replace(train, **values)
+    for seed in bench.seeds:
+        c = Cell(axes["backbone"], axes["head"], axes["dataset"], seed, axes["prompts"],
+                 axes["text_encoder"], train, tuple(x for x in cross if x != axes["dataset"]))
+        cells.setdefault(c.cell_id, c)

@@ -6,6 +6,8 @@ classifier, learned prompt context) always train; the regime decides the towers.
     text       text tower; image tower frozen
     frozen     neither tower: only the head
     partial:N  the last N blocks of the image tower; text tower frozen
+    lora:r=R[,...] / adapter[:...] / vpt:N   both towers frozen; a few added parameters train
+               (fer_bench.adaptation)
 """
 
 from __future__ import annotations
@@ -60,14 +62,44 @@ def freeze_norm_statistics(module: nn.Module) -> None:
                 m.eval()
 
 
+def _count(params) -> int:
+    return sum(p.numel() for p in params)
+
+
+def trainable_record(image_encoder: nn.Module, text_encoder: nn.Module | None,
+                     head: nn.Module | None) -> dict:
+    """Trainable parameter counts per part and in total (each parameter counted once)."""
+    seen: dict[int, nn.Parameter] = {}
+    parts = {"image": image_encoder, "text": text_encoder, "head": head}
+    counts = {}
+    for name, module in parts.items():
+        if module is None:
+            continue
+        mine = [p for p in module.parameters() if p.requires_grad and id(p) not in seen]
+        seen.update((id(p), p) for p in mine)
+        counts[name] = _count(mine)
+    record = {"trainable_image_params_m": round(counts["image"] / 1e6, 4)}
+    if text_encoder is not None:
+        record["trainable_text_params_m"] = round(counts["text"] / 1e6, 4)
+    if head is not None:
+        record["trainable_head_params_m"] = round(counts.get("head", 0) / 1e6, 4)
+    record["trainable_params"] = sum(counts.values())
+    return record
+
+
 def apply_regime(image_encoder: nn.Module, text_encoder: nn.Module | None, regime: str,
-                 learned_context: list[nn.Parameter] = ()) -> dict:
-    """Freeze exactly what the regime says; returns a record for the results."""
-    partial = int(regime.split(":", 1)[1]) if regime.startswith("partial:") else 0
-    set_trainable(image_encoder, regime in ("full", "image"))
-    set_trainable(text_encoder, regime in ("full", "text"))
-    record = {"regime": regime}
-    if partial:
+                 learned_context: list[nn.Parameter] = (), head: nn.Module | None = None,
+                 feature_dim: int = 0, who: str = "cell") -> dict:
+    """Freeze exactly what the regime says (adding the adaptation regimes' parameters); returns
+    a record for the results."""
+    from .adaptation import apply_adaptation, parse_regime
+
+    spec = parse_regime(regime)
+    set_trainable(image_encoder, spec.kind in ("full", "image"))
+    set_trainable(text_encoder, spec.kind in ("full", "text"))
+    record: dict = {"regime": regime}
+    if spec.kind == "partial":
+        partial = spec.options["blocks"]
         blocks = encoder_blocks(image_encoder)
         if partial > len(blocks):
             raise ConfigError(f"regime partial:{partial}: the image encoder has only "
@@ -75,11 +107,13 @@ def apply_regime(image_encoder: nn.Module, text_encoder: nn.Module | None, regim
         for b in blocks[-partial:]:
             set_trainable(b, True)
         record["blocks_total"] = len(blocks)
+    if spec.adaptation:
+        if head is None:
+            raise ConfigError(f"{who}: regime {regime!r} needs the head to attach to")
+        _, record["adaptation"] = apply_adaptation(image_encoder, text_encoder, head, spec,
+                                                   feature_dim, who)
+        record["resolved"] = spec.resolved()
     for p in learned_context:
         p.requires_grad_(True)
-    record["trainable_image_params_m"] = round(
-        sum(p.numel() for p in image_encoder.parameters() if p.requires_grad) / 1e6, 4)
-    if text_encoder is not None:
-        record["trainable_text_params_m"] = round(
-            sum(p.numel() for p in text_encoder.parameters() if p.requires_grad) / 1e6, 4)
+    record.update(trainable_record(image_encoder, text_encoder, head))
     return record

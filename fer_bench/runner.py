@@ -16,6 +16,7 @@ Guarantees (docs/guarantees.md):
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import math
 import platform
@@ -29,6 +30,9 @@ import numpy as np
 import torch
 
 from . import __version__
+from .adaptation import check_applicable, parse_regime
+from .adaptation.artifacts import TRAINED_FILE
+from .adaptation.artifacts import encode as encode_trained
 from .atomic import (
     WriteError,
     atomic_save_npz,
@@ -130,9 +134,10 @@ def check_combination(cell: Cell) -> None:
     tower = backbone_text_tower(spec)
     te = cell.text_encoder or "default"
     if not head.get("uses_text"):
-        if cell.train.regime == "text":
-            raise ConfigError(f"cell {cell.label}: regime 'text' trains only the text tower, but "
-                              f"head {cell.head!r} has none")
+        regime = parse_regime(cell.train.regime)
+        if cell.train.regime == "text" or (regime.adaptation and regime.towers() == {"text"}):
+            raise ConfigError(f"cell {cell.label}: regime {cell.train.regime!r} trains only on "
+                              f"the text side, but head {cell.head!r} has no text")
         return
     if te == "paired" and tower is False:
         raise ConfigError(f"cell {cell.label}: --text-encoder paired, but backbone "
@@ -146,6 +151,29 @@ def check_combination(cell: Cell) -> None:
                    else f"text encoder {te!r} is not aligned with the image features")
             raise ConfigError(f"cell {cell.label}: head {cell.head!r} needs the backbone's "
                               f"paired CLIP text tower, but {why}")
+
+
+def check_regime_applies(backbone: str, regime: str, label: str = "") -> None:
+    """An adaptation regime that cannot apply to the image encoder (vpt on a CNN, LoRA targets
+    it does not have) fails here, from an architecture-only build on the meta device."""
+    problem = _regime_problem(backbone, regime)
+    if problem:
+        raise ConfigError(f"cell {label or backbone}: backbone {backbone!r}: {problem}")
+
+
+@functools.cache
+def _regime_problem(backbone: str, regime: str) -> str | None:
+    spec = parse_regime(regime)
+    if spec.kind not in ("vpt", "lora"):
+        return None
+    from .backbones import create_backbone
+
+    encoder = create_backbone(backbone, device="meta", measure_cost=False).encoder
+    try:
+        check_applicable(encoder, spec, "image encoder")
+    except ConfigError as e:
+        return str(e)
+    return None
 
 
 def _dataset_classes(spec: str, load: bool, check_paths: bool = True
@@ -181,6 +209,7 @@ def validate_cells(cells: list[Cell], *, load_data: bool = False,
                for ds in dict.fromkeys(c.dataset for c in cells)}
     for c in cells:
         check_combination(c)
+        check_regime_applies(c.backbone, c.train.regime, c.label)
         if head_uses_text(c.head):
             check_text_encoder(c.text_encoder or "default", f"cell {c.label}")
             if ((c.text_encoder or "default") == "default"
@@ -311,6 +340,13 @@ def save_cell(out: Path, cell: Cell, result: dict, output=None) -> None:
                 name = f"predictions-{dataset_slug(spec)}.npz"
                 atomic_save_npz(cdir / name, compress=True, checksum=False, **preds)
                 result["cross"][spec]["predictions"] = name
+            if getattr(output, "trained", None) is not None:  # adaptation: trained params only
+                atomic_write_bytes(cdir / TRAINED_FILE, encode_trained(output.trained,
+                                                                       output.trained_meta))
+                result["trained_params_file"] = {
+                    "file": TRAINED_FILE, "sha256": file_sha256(cdir / TRAINED_FILE),
+                    "tensors": len(output.trained),
+                    "params": sum(t.numel() for t in output.trained.values())}
             if getattr(output, "checkpoint", None) is not None:
                 from safetensors.torch import save  # tensors only: loads without unpickling
 

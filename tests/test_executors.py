@@ -256,7 +256,7 @@ def test_slurm_dry_run_prints_sbatch_parameters(tmp_path: Path, monkeypatch, cap
 def test_bad_executor_flags_fail_in_one_line(tmp_path: Path, monkeypatch, capsys):
     from fer_bench.cli import main
 
-    for flags, msg in ((["--executor", "yarn"], "--executor 'yarn'"),
+    for flags, msg in ((["--executor", "yarn"], "'yarn' is not one of"),
                        (["--executor", "ray", "--isolate"], "--isolate"),
                        (["--shard", "3/3"], "--shard '3/3'"),
                        (["--executor", "slurm", "--slurm-time", "soon", "--dry-run"],

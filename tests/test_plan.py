@@ -37,7 +37,7 @@ def test_demo_benchmark_is_found_and_valid():
     ('[axes]\nbackbone = ["fer_cnn"]\n', "unknown axis backbone"),
     ('nmae = "x"\n', "unknown top-level key"),
     ('[axes\n', "invalid TOML"),
-    ('[train]\nregime = "everything"\n', "train.regime must be one of"),
+    ('[train]\nregime = "everything"\n', "train.regime: regime 'everything'"),
 ])
 def test_bad_benchmark_files_name_the_key_and_file(tmp_path: Path, text, needle):
     f = tmp_path / "bad.toml"

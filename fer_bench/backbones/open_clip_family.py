@@ -7,9 +7,11 @@ the `-quickgelu` configs directly), so `open_clip:ViT-B-16@openai` is built righ
 
 from __future__ import annotations
 
+import functools
 import logging
 from contextlib import contextmanager
 from dataclasses import fields
+from pathlib import Path
 
 from ..errors import ConfigError, FerBenchError, UnknownNameError
 from . import BackboneSpec, family
@@ -25,8 +27,21 @@ def _preprocess_keys() -> set[str]:
     return {f.name for f in fields(PreprocessCfg)} - {"size"}  # size: the model's own
 
 
-def check_open_clip(model: str) -> None:
+CONFIG_DIR = Path(__file__).parent / "open_clip_configs"  # fer-bench's own tiny CLIPs
+
+
+@functools.cache
+def _open_clip():
+    """open_clip, with fer-bench's model configs (`fer-ViT-Ti-8`, a 4-layer CLIP ViT at 48 px
+    for tests and CPU runs of the adaptation regimes) added to its registry once."""
     import open_clip
+
+    open_clip.add_model_config(CONFIG_DIR)
+    return open_clip
+
+
+def check_open_clip(model: str) -> None:
+    open_clip = _open_clip()
 
     if not model.startswith(SCHEMAS) and model not in open_clip.list_models():
         raise UnknownNameError("open_clip model", model, open_clip.list_models(),
@@ -52,7 +67,7 @@ def build_clip(model_name: str, weights: str, who: str, *, load: bool = True,
 
     load=False builds the architecture only (nothing downloaded) but keeps the preprocessing the
     named weights were trained with."""
-    import open_clip
+    open_clip = _open_clip()
 
     check_open_clip(model_name)
     schema = model_name.startswith(SCHEMAS)

@@ -163,6 +163,8 @@ def run(
     flags.update(parse_settings(settings or []))
     if no_pretrained:
         flags["pretrained"] = False
+    if "regime" in flags:  # --train / --set regime=...: one regime for every cell
+        bench.regimes = None
     bench.train = replace(bench.train, **coerce_train(flags, "command line"))
     bench.explicit |= set(flags)
     bench.train.validate("command line")
@@ -312,11 +314,20 @@ def _print_plan(cells, out: Path, fmt: str) -> None:
         typer.echo(json.dumps([{k: v for k, v in r.items() if not k.startswith("_")}
                                for r in rows], indent=2))
         return
-    console.print(_plan_table(cells, rows, out, varying))
-    console.print("px = input size; state GB = fp32 weights + gradients + Adam moments "
-                  "(activations excluded); GMACs = image encoder forward per image at its card's "
-                  "input size; precision as resolved on this machine's device.")
-    shared = {k: v for k, v in asdict(cells[0].train).items() if k not in varying}
+    table = _plan_table(cells, rows, out, varying)
+    if not console.is_terminal:  # a file or pipe gets every column whole, however wide
+        from rich.console import Console
+
+        Console(width=max(Console(width=1000).measure(table).maximum, 160)).print(table)
+    else:
+        console.print(table)
+    console.print("px = input size; state GB = fp32 weights + gradients + optimizer moments of "
+                  "what trains; act GB = activations saved for backward at batch_size (halved "
+                  "under amp); peak GB = estimated peak (fer_bench/estimate.py); GMACs = image "
+                  "encoder forward per image at its card's input size; precision as resolved on "
+                  "this machine's device.")
+    configs = [asdict(c.train) for c in cells]  # only what every cell shares is "shared"
+    shared = {k: v for k, v in configs[0].items() if all(t[k] == v for t in configs)}
     console.print("shared training config: " + json.dumps(shared))
 
 
@@ -332,26 +343,30 @@ def _plan_table(cells, rows: list[dict], out: Path, varying: tuple[str, ...]):
     columns = [("cell id", lambda c, r: c.cell_id), ("backbone", lambda c, r: c.backbone),
                ("head", lambda c, r: c.head), ("prompts", lambda c, r: c.prompts or "-"),
                ("text encoder", lambda c, r: c.text_encoder or "-"),
-               ("dataset", lambda c, r: c.dataset), ("seed", lambda c, r: str(c.seed)),
+               ("dataset", lambda c, r: c.dataset), ("regime", lambda c, r: c.train.regime),
+               ("seed", lambda c, r: str(c.seed)),
                ("px", plan("input_size")), ("precision", plan("precision")),
                *([("schedule", lambda c, r: pt.schedule_text(c.train, varying))]
                  if varying else []),
                ("weights", plan("weights"))]
     columns += [(t, lambda c, r, i=i: r["_estimate_row"][i])
-                for i, t in enumerate(("params M", "train M", "GMACs/img", "state GB"))]
+                for i, t in enumerate(("params M", "train M", "GMACs/img", "state GB",
+                                          "act GB", "peak GB"))]
     columns.append(("status", lambda c, r: "done (skip)" if r["status"] == "done"
                     else "to run"))
     values = {t: [get(c, r) for c, r in zip(cells, rows, strict=True)] for t, get in columns}
     constant = {t: v[0] for t, v in values.items() if len(cells) > 1 and len(set(v)) == 1
-                and t in ("prompts", "text encoder", "dataset", "seed", "px", "precision",
-                          "weights")}
+                and t in ("prompts", "text encoder", "dataset", "regime", "seed", "px",
+                          "precision", "weights")}
     table = Table(title=f"{len(cells)} cells -> {out}", title_justify="left",
                   caption=("all cells: " + ", ".join(f"{t} {v}" for t, v in constant.items()))
                   if constant else None, caption_justify="left")
     shown = [t for t, _ in columns if t not in constant]
-    numeric = ("seed", "px", "params M", "train M", "GMACs/img", "state GB")
+    numeric = ("seed", "px", "params M", "train M", "GMACs/img", "state GB", "act GB",
+               "peak GB")
     for t in shown:
-        table.add_column(t, justify="right" if t in numeric else "left")
+        table.add_column(t, justify="right" if t in numeric else "left",
+                         no_wrap=t == "cell id")  # ids are copied from here
     for i in range(len(cells)):
         table.add_row(*(values[t][i] for t in shown))
     return table

@@ -27,9 +27,9 @@ from .store import read_results
 
 METRICS = ("fear_disgust", "accuracy", "balanced_accuracy", "macro_f1")
 IDENTITY = ("backbone", "prompts", "head", "text_encoder", "dataset")
-COST = ("params_m", "gmacs", "train_s", "images_per_s", "train_images_per_s")
+COST = ("params_m", "trainable_m", "gmacs", "train_s", "images_per_s", "train_images_per_s")
 BENCH = ("bench_train_per_s", "bench_infer_per_s", "bench_mfu")  # from `fer-bench bench --out`
-ASCENDING = {"params_m", "gmacs", "train_s"}  # cost: cheapest first
+ASCENDING = {"params_m", "trainable_m", "gmacs", "train_s"}  # cost: cheapest first
 PREDICTIONS_FILE = "predictions.npz"
 
 
@@ -167,7 +167,10 @@ def _cost(member: dict, view: dict) -> dict:
     ips = timing.get("images_per_s")
     if ips is None and timing.get("eval_s") and view.get("n_test"):
         ips = view["n_test"] / timing["eval_s"]  # test-set evaluation throughput
+    regime = (member.get("config", {}).get("resolved", {}) or {}).get("regime", {}) or {}
+    trainable = regime.get("trainable_params")  # the whole cell: towers, adaptation, head
     return {"params_m": backbone.get("params_m"), "gmacs": backbone.get("gmacs"),
+            "trainable_m": trainable / 1e6 if isinstance(trainable, int) else None,
             "train_s": timing.get("train_s"), "images_per_s": ips,
             # the training loop's own throughput (last epoch), as measured in the run
             "train_images_per_s": timing.get("train_images_per_s")}
@@ -196,6 +199,8 @@ def mark_precision(rows: list[dict]) -> None:
 
 def _label(row: dict) -> str:
     parts = [row["backbone"], row["head"], row["prompts"], row["text_encoder"]]
+    if row.get("regime") not in (None, "full"):  # the training regime, when not the default
+        parts.append(row["regime"])
     return " · ".join(str(p) for p in parts if p)
 
 
@@ -219,6 +224,7 @@ def _make_row(members: list[tuple[dict, dict]], dataset: str | None) -> dict:
     row: dict = {k: first.get(k) for k in IDENTITY}
     row["eval_dataset"] = dataset or first.get("dataset")
     row["n_seeds"] = len(members)
+    row["regime"] = ((first.get("config") or {}).get("train") or {}).get("regime", "full")
     row["seeds"] = [m["seed"] for m, _ in members]
     row["std"] = {}
     for k in METRICS:
@@ -415,14 +421,15 @@ TITLES = {"rank": "#", "label": "model", "backbone": "backbone", "head": "head",
           "prompts": "prompts", "text_encoder": "text encoder", "dataset": "dataset",
           "eval_dataset": "eval dataset", "fear_disgust": "fear/disgust",
           "accuracy": "accuracy", "balanced_accuracy": "bal. acc", "macro_f1": "macro-F1",
-          "n_seeds": "seeds", "params_m": "params (M)", "gmacs": "GMACs",
+          "n_seeds": "seeds", "params_m": "params (M)", "trainable_m": "trainable (M)",
+          "regime": "regime", "gmacs": "GMACs",
           "train_s": "train (s)", "images_per_s": "img/s",
           "train_images_per_s": "train img/s", "bench_train_per_s": "bench train/s",
           "bench_infer_per_s": "bench infer/s", "bench_mfu": "MFU", "p_vs_top": "p vs top",
           "p_vs_baseline": "p vs base", "mcnemar_vs_top": "McNemar p", "cell_id": "cell",
           "precision": "precision"}
 FD_COLUMNS = ("recall:fear", "recall:disgust")
-TEXT_KEYS = {*IDENTITY, "label", "eval_dataset", "cell_id", "precision"}
+TEXT_KEYS = {*IDENTITY, "label", "eval_dataset", "cell_id", "precision", "regime"}
 DEFAULT_COLUMNS = ["rank", "backbone", "head", "prompts", "text_encoder", "dataset",
                    "fear_disgust", "recall:fear", "recall:disgust", "accuracy",
                    "balanced_accuracy", "macro_f1", "n_seeds"]
@@ -461,11 +468,13 @@ def default_columns(rows: list[dict], compact: bool = False) -> list[str]:
     and the p-values when tested."""
     same = constant_identity(rows)
     cols = [c for c in DEFAULT_COLUMNS if c not in same]
-    costs = ["params_m", "gmacs", "train_s"]
+    if any(r.get("regime") not in (None, "full") for r in rows):
+        cols.insert(cols.index("fear_disgust"), "regime")  # (the compact label carries it)
+    costs = ["params_m", "trainable_m", "gmacs", "train_s"]
     if compact:  # fits a 160-column terminal; everything else is a --columns away
-        cols = ["rank", "label", *(c for c in cols if c not in IDENTITY[:-1] and c != "rank"
-                                   and c != "balanced_accuracy")]
-        costs = ["params_m"]
+        cols = ["rank", "label", *(c for c in cols if c not in IDENTITY[:-1]
+                                   and c not in ("rank", "balanced_accuracy", "regime"))]
+        costs = ["params_m", "trainable_m"]
     cols += [k for k in costs if any(r.get(k) is not None for r in rows)]
     cols += [k for k in BENCH if any(r.get(k) is not None for r in rows)]  # when --bench given
     if any(r.get("p_vs_top") is not None for r in rows):
@@ -535,6 +544,8 @@ def cell_text(row: dict, key: str, ci: str = "sort", sort: str = "fear_disgust",
     if key in COST or key in BENCH:
         if v is None:
             return "-"
+        if key == "trainable_m":  # LoRA / adapters: thousands of parameters
+            return f"{v:.3f}" if v < 10 else f"{v:.1f}"
         return f"{v:.2f}" if key in ("params_m", "gmacs") else f"{v:.0f}" if v >= 10 \
             else f"{v:.1f}"
     s = _fmt(v, row["std"].get(key), row["n_seeds"])
@@ -701,7 +712,7 @@ def csv_text(rows: list[dict], columns: list[str] | None = None) -> str:
             *(f"recall_{c}" for c in classes), "train_s", "params_m", "gmacs", "images_per_s",
             "train_images_per_s", *(f"ci_lo_{k}" for k in keys), *(f"ci_hi_{k}" for k in keys),
             "test_metric", "p_vs_top", "mcnemar_vs_top", "tied_with_top", "p_vs_baseline",
-            "eval_dataset", "cell_ids"]
+            "eval_dataset", "cell_ids", "regime", "trainable_m"]
     w.writerow(head)
     for r in rows:
         ci = r.get("ci") or {}
@@ -713,7 +724,8 @@ def csv_text(rows: list[dict], columns: list[str] | None = None) -> str:
                     *((ci.get(k) or [None, None])[1] for k in keys),
                     r.get("test_metric"), r.get("p_vs_top"),
                     (r.get("vs_top") or {}).get("mcnemar_p"), r.get("tied_with_top"),
-                    r.get("p_vs_baseline"), r.get("eval_dataset"), ";".join(r["cell_ids"])])
+                    r.get("p_vs_baseline"), r.get("eval_dataset"), ";".join(r["cell_ids"]),
+                    r.get("regime"), r.get("trainable_m")])
     return buf.getvalue()
 
 

@@ -54,6 +54,8 @@ def _rank(r: int, world: int, port: int, out: str) -> None:
         x, y = distributed.shard_batch(*_batch())
         result = _step(model, distributed.wrap_model(model, torch.device("cpu")), x, y)
         Path(out, f"rank{r}.json").write_text(json.dumps(result))
+        # both ranks quiesce before teardown: gloo aborts a rank whose peer leaves mid-work
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
