@@ -19,7 +19,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .classes import CANONICAL
 from .data import FERDataset, Split
-from .plan import Cell, TrainConfig, head_uses_text
+from .heads import head_spec
+from .plan import Cell, TrainConfig
 
 MODES = ("train", "infer")
 
@@ -290,7 +291,7 @@ def bench_backbone(spec: str, modes: tuple[str, ...], opts: BenchOptions,
                       regime=opts.regime, amp=opts.amp, device=opts.device,
                       image_size=opts.image_size, pretrained=opts.pretrained,
                       feature_cache=False, lr=1e-4)
-    uses_text = head_uses_text(opts.head)
+    uses_text = head_spec(opts.head).uses_text
     cell = Cell(spec, opts.head, "bench", 0, opts.prompts if uses_text else None,
                 opts.text_encoder if uses_text else None, cfg)
     data = _dataset(opts.batch * opts.steps, opts.batch, opts.source_size)

@@ -35,6 +35,15 @@ def cpu_has_fast_bf16() -> bool:
     return has_native_bf16(text) and torch.backends.mkldnn.is_available()
 
 
+def pick_device(name: str) -> torch.device:
+    """`train.device`: auto (CUDA when there is one), cpu, cuda or cuda:N."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name!r} but CUDA is not available")
+    return torch.device(name)
+
+
 def amp_dtype(device: torch.device, amp: str) -> torch.dtype | None:
     """The autocast dtype for `train.amp` on this device (None: fp32)."""
     if amp == "off":

@@ -23,8 +23,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .backbones import describe
-from .plan import Cell, TrainConfig, head_uses_text
+from .adaptation import apply_adaptation, parse_regime
+from .backbones import cards, create_backbone, describe
+from .backbones.base import BackboneConfig
+from .backbones.cards import read_card
+from .plan import Cell, ResolvedCell, TrainConfig, resolve
+from .regimes import encoder_blocks, set_trainable
 
 BYTES_FP32 = 4
 ADAM_STATE = 2  # two moments per trainable parameter
@@ -62,38 +66,25 @@ class Trace:
 
 
 @functools.cache
-def _describe(name: str):
-    return describe(name)
-
-
-@functools.cache
 def _open_clip_text_params(spec: str) -> float:
     """Text-tower size of `open_clip:MODEL@W`: from a card with the same model when one exists
     (measured once, stored in the card), else from a weightless build."""
-    from .backbones import cards
-    from .backbones.cards import read_card
-
     model = spec.split(":", 1)[1].rsplit("@", 1)[0]
     for path in cards().values():
         card = read_card(path)
         if card.family == "open_clip" and card.model == model and card.measured:
             return float(card.measured.get("text_params_m", 0.0))
-    return _describe(spec).text_params_m
+    return describe(spec).text_params_m
 
 
 def _set_regime(encoder: nn.Module, regime: str) -> None:
     """requires_grad as the regime sets it on the image encoder; adaptation added on meta."""
-    from .adaptation import parse_regime
-    from .regimes import encoder_blocks, set_trainable
-
     spec = parse_regime(regime)
     set_trainable(encoder, spec.kind in ("full", "image"))
     if spec.kind == "partial":
         for b in encoder_blocks(encoder)[-spec.options["blocks"]:]:
             set_trainable(b, True)
     elif spec.kind in ("lora", "vpt") and "image" in spec.towers():
-        from .adaptation import apply_adaptation
-
         with torch.device("meta"):
             apply_adaptation(encoder, None, nn.Module(), spec, 0, "estimate")
 
@@ -136,8 +127,6 @@ def _saved_bytes(encoder: nn.Module, x: torch.Tensor) -> tuple[int, list[int]]:
 @functools.cache
 def trace(backbone: str, regime: str, image_size: int = 0) -> Trace | None:
     """The encoder's activation profile under `regime`; None when it cannot be built on meta."""
-    from .backbones import create_backbone
-
     try:
         bb = create_backbone(backbone, device="meta", measure_cost=False)
         encoder = bb.encoder
@@ -159,29 +148,28 @@ def trace(backbone: str, regime: str, image_size: int = 0) -> Trace | None:
                  input_per_image=float(bb.config.in_chans * size[0] * size[1] * BYTES_FP32))
 
 
-def _text_params(cell: Cell, cfg) -> tuple[float, int]:
-    """(text-tower params in M, its embedding dim) of what the cell's head uses."""
-    if not head_uses_text(cell.head):
-        return 0.0, 0
-    te = cell.text_encoder or "default"
-    if te in ("default", "paired") and cfg.text_tower:
-        return cfg.text_params_m, cfg.feature_dim  # CLIP: image and text share the dim
-    if te in ("minilm", "default"):
-        return MINILM_PARAMS_M, MINILM_DIM
+def _text_params(rc: ResolvedCell, cfg: BackboneConfig) -> tuple[float, int, bool]:
+    """(text-tower params in M, its embedding dim, whether it is the backbone's paired tower)
+    of the text encoder the cell's head uses (the resolution's default rule included)."""
+    te = rc.text_for(cfg.text_tower)
+    if te is None:
+        return 0.0, 0, False
+    if te == "paired":
+        return cfg.text_params_m, cfg.feature_dim, True  # CLIP: image and text share the dim
+    if te == "minilm":
+        return MINILM_PARAMS_M, MINILM_DIM, False
     if te.startswith("open_clip:"):
-        return _open_clip_text_params(te), cfg.feature_dim
-    return 0.0, cfg.feature_dim
+        return _open_clip_text_params(te), cfg.feature_dim, False
+    return 0.0, cfg.feature_dim, False
 
 
-def _head_params(cell: Cell, dim: int, text_dim: int, paired: bool) -> int:
+def _head_params(rc: ResolvedCell, dim: int, text_dim: int, paired: bool) -> int:
     """The head's own parameters, plus any feature adapter (CLIP-Adapter MLPs)."""
-    from .adaptation import parse_regime
-
-    if not head_uses_text(cell.head):
+    if not rc.head.uses_text:
         n = dim * N_CLASSES + N_CLASSES
     else:
         n = 1 + (0 if paired and dim == text_dim else dim * text_dim)
-    spec = parse_regime(cell.train.regime)
+    spec = rc.regime
     if spec.kind == "adapter":
         for tower, d in (("image", dim), ("text", text_dim)):
             if tower in spec.towers() and d:
@@ -195,31 +183,28 @@ def _act_scale(train: TrainConfig) -> float:
     return 1.0 if train.amp == "off" else 0.5
 
 
-def estimate(cell: Cell) -> Estimate:
+def estimate(cell: Cell | ResolvedCell) -> Estimate:
     """Per-cell estimate; backbones and traces are computed once per process."""
-    from .adaptation import parse_regime
-
-    cfg = _describe(cell.backbone)
+    rc = cell if isinstance(cell, ResolvedCell) else resolve(cell)
+    cfg = rc.config
     image_m = cfg.params_m
-    text_m, text_dim = _text_params(cell, cfg)
-    spec = parse_regime(cell.train.regime)
-    frozen_head = cell.head in ("probe", "zeroshot")
-    regime = "frozen" if frozen_head else cell.train.regime
-    tr = trace(cell.backbone, regime, cell.train.image_size)
+    text_m, text_dim, paired = _text_params(rc, cfg)
+    kind = rc.regime.kind  # a frozen-image head's cells resolve to `frozen`
+    tr = trace(rc.cell.backbone, rc.train.regime, rc.train.image_size)
     if tr is not None:
         image_train = tr.trainable
     else:
-        image_train = int(image_m * 1e6) if spec.kind in ("full", "image", "partial") else 0
-    text_train = text_m * 1e6 if not frozen_head and spec.kind in ("full", "text") else 0.0
-    head = _head_params(cell, cfg.feature_dim, text_dim, cfg.text_tower)
+        image_train = int(image_m * 1e6) if kind in ("full", "image", "partial") else 0
+    text_train = text_m * 1e6 if kind in ("full", "text") else 0.0
+    head = _head_params(rc, cfg.feature_dim, text_dim, paired)
     trainable = image_train + text_train + head
     total = (image_m + text_m) * 1e6
-    moments = 1 if cell.train.optimizer == "sgd" else ADAM_STATE
+    moments = 1 if rc.train.optimizer == "sgd" else ADAM_STATE
     weights = total * BYTES_FP32
     state = weights + trainable * (1 + moments) * BYTES_FP32
     activation = peak = None
     if tr is not None:
-        peak, activation = _peak(cell.train, tr, weights, trainable, moments, image_train > 0)
+        peak, activation = _peak(rc.train, tr, weights, trainable, moments, image_train > 0)
     return Estimate(round(total / 1e6, 2), round(trainable / 1e6, 4), cfg.gmacs,
                     round(state / 1e9, 3),
                     None if activation is None else round(activation / 1e9, 3),

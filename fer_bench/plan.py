@@ -19,15 +19,32 @@ backbone x dataset x seed. A cell id is a hash of the cell's fully resolved conf
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from .adaptation.spec import regime_problem
-from .errors import ConfigError, UnknownNameError
+import torch
+
+from .adaptation.spec import RegimeSpec, parse_regime, regime_problem
+from .backbones import (
+    BACKBONES,
+    FAMILIES,
+    BackboneConfig,
+    BackboneSpec,
+    cards,
+    describe,
+    has_text_tower,
+    parse_spec,
+)
+from .backbones.cards import read_card
+from .compute import amp_dtype, pick_device
+from .errors import ConfigError, FerBenchError, UnknownNameError
+from .heads import HeadSpec, head_spec
 from .resources import data_files, read_toml
 
 AXES = ("backbones", "prompts", "heads", "text_encoders", "datasets", "seeds", "regimes")
@@ -75,11 +92,6 @@ class TrainConfig:
     tf32: bool = True                 # TF32 matmuls on Ampere+ GPUs
     oom_retry: bool = True            # CUDA OOM: halve the batch, double accumulation, retry
 
-    @property
-    def partial_blocks(self) -> int:
-        """N of `partial:N` (0 for the other regimes)."""
-        return int(self.regime.split(":", 1)[1]) if self.regime.startswith("partial:") else 0
-
     def validate(self, where: str) -> None:
         checks = [
             (self.epochs >= 1, "epochs must be >= 1"),
@@ -118,8 +130,6 @@ def coerce_train(values: dict[str, Any], where: str) -> dict[str, Any]:
     out = {}
     for key, value in values.items():
         if key not in known:
-            import difflib
-
             close = difflib.get_close_matches(key, known, n=1)
             raise ConfigError(f"{where}: unknown key train.{key}"
                               + (f" (did you mean {close[0]!r}?)" if close else ""))
@@ -259,20 +269,12 @@ def expand_backbones(names: list[str]) -> list[str]:
         if not any(ch in name for ch in "*?["):
             out.append(name)
             continue
-        from .backbones import BACKBONES, cards, parse_spec
-
         prefix, sep, rest = name.partition(":")
-        if sep and prefix == "timm":
-            import timm
-
-            found = [f"timm:{m}" for m in timm.list_models(rest)]
-        elif sep and prefix == "open_clip":
-            import open_clip
-
-            found = [f"open_clip:{m}" for m in open_clip.list_models()
-                     if fnmatch.fnmatchcase(m, rest)]
+        parse_spec("fer_cnn")  # built-in families and registrations
+        lister = FAMILIES[prefix].list_models if sep and prefix in FAMILIES else None
+        if lister is not None:
+            found = [f"{prefix}:{m}" for m in lister(rest)]
         else:
-            parse_spec("fer_cnn")  # built-in registrations
             found = sorted(n for n in {*cards(), *BACKBONES.names()}
                            if fnmatch.fnmatchcase(n, name))
         if not found:
@@ -333,10 +335,6 @@ class Cell:
 def card_defaults(backbone: str) -> tuple[dict[str, Any], str]:
     """(the card's [train] defaults, the card's path) for a backbone loaded with its published
     or pretrained weights; nothing for `@none` (a from-scratch control) or a plain spec."""
-    from .backbones import parse_spec
-    from .backbones.cards import read_card
-    from .errors import FerBenchError
-
     try:
         spec = parse_spec(backbone)
     except FerBenchError:  # reported by validation, with suggestions
@@ -359,13 +357,6 @@ def with_card_defaults(bench: Benchmark, backbone: str) -> TrainConfig:
     return train
 
 
-def head_uses_text(head: str) -> bool:
-    """Whether a head needs prompts and a text encoder (unknown names fail with suggestions)."""
-    from .heads import HEADS
-
-    return bool(HEADS.get(head).meta.get("uses_text"))
-
-
 def expand(bench: Benchmark) -> list[Cell]:
     """Every combination of the axes, text-free heads collapsed, in a stable order."""
     for axis in AXES:
@@ -376,7 +367,7 @@ def expand(bench: Benchmark) -> list[Cell]:
     for ds in bench.datasets:
         for bb in expand_backbones(bench.backbones):
             for head in bench.heads:
-                text = head_uses_text(head)
+                text = head_spec(head).uses_text
                 for pr in (bench.prompts if text else [None]):
                     for te in (bench.text_encoders if text else [None]):
                         for rg in bench.regimes or [bench.train.regime]:
@@ -402,3 +393,133 @@ def _add_cells(cells: dict[str, Cell], bench: Benchmark, axes: dict, cross: tupl
         c = Cell(axes["backbone"], axes["head"], axes["dataset"], seed, axes["prompts"],
                  axes["text_encoder"], train, tuple(x for x in cross if x != axes["dataset"]))
         cells.setdefault(c.cell_id, c)
+
+
+# ------------------------------------------------------------------------ resolving a cell
+# A cell names its parts; `resolve` works out, once, what they mean together: the backbone's
+# spec and (lazily) its config, the head's capabilities, the text encoder the default rule
+# picks, the regime that applies, the precision and the input size. Validation, the dry-run
+# estimate and table, and the engine all read this, so each rule exists in one place.
+
+@dataclass(frozen=True)
+class ResolvedCell:
+    cell: Cell
+    backbone: BackboneSpec
+    head: HeadSpec
+    regime: RegimeSpec                # what trains: `frozen` for a frozen-image head
+    train: TrainConfig                # the cell's settings with that regime
+    text_tower: bool | None           # the backbone has a paired tower (None: a build tells)
+    text_encoder: str | None          # None: the head has no text; "paired": the backbone's
+    text_fallback: str | None = None  # `default` where a build may show no paired tower
+
+    def text_for(self, tower: bool) -> str | None:
+        """The text encoder once the backbone is built and its paired tower known."""
+        if self.text_encoder == "paired" and not tower and self.text_fallback:
+            return self.text_fallback
+        return self.text_encoder
+
+    def text_problem(self, tower: bool | None) -> str | None:
+        """Why the cell's text side cannot work (None: it can, or only a build will tell).
+        `tower` is the backbone's paired tower: known after a build, else `text_tower`."""
+        te = self.text_for(tower) if tower is not None else self.text_encoder
+        c = self.cell
+        if te == "paired" and tower is False:
+            return (f"--text-encoder paired, but backbone {c.backbone!r} has no paired text "
+                    "tower; name one (minilm, open_clip:MODEL@TAG, hf:ID)")
+        if self.head.needs_aligned_text and (te != "paired" or tower is False):
+            why = (f"backbone {c.backbone!r} has no text tower" if tower is False
+                   else f"text encoder {te!r} is not aligned with the image features")
+            return f"head {c.head!r} needs the backbone's paired CLIP text tower, but {why}"
+        return None
+
+    def regime_problem(self) -> str | None:
+        """A regime that trains only the text side of a head without text."""
+        if self.head.uses_text:
+            return None
+        r = self.regime
+        if r.kind == "text" or (r.adaptation and r.towers() == {"text"}):
+            return (f"regime {self.train.regime!r} trains only on the text side, but head "
+                    f"{self.cell.head!r} has no text")
+        return None
+
+    @functools.cached_property
+    def config(self) -> BackboneConfig:
+        """The backbone's config from its card or a meta build: no weights, no download."""
+        return _describe(self.cell.backbone)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """What images are resized to: `image_size` unless the encoder's input is fixed."""
+        size = self.train.image_size
+        if size and not self.config.fixed_input_size:
+            return (size, size)
+        return tuple(self.config.input_size)
+
+    @property
+    def weights(self) -> str:
+        """The image encoder's weights, as its card or spec names them."""
+        w = self.config.weights
+        return "random init" if not self.train.pretrained or w in ("none", "") else w
+
+    @property
+    def device(self) -> torch.device:
+        return pick_device(self.train.device)
+
+    @property
+    def precision(self) -> str:
+        """The training precision `amp` resolves to on the device this cell would use."""
+        cfg = self.train
+        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+            return {"auto": "bf16/fp16 (cuda)", "off": "fp32"}.get(cfg.amp, cfg.amp)
+        dtype = amp_dtype(self.device, cfg.amp)
+        return "fp32" if dtype is None else {torch.bfloat16: "bf16",
+                                             torch.float16: "fp16"}[dtype]
+
+    def to_json(self) -> dict:
+        """What the dry run reports of the resolution (JSON-ready)."""
+        return {"head": self.head.name, "regime": self.train.regime,
+                "text_encoder": self.text_encoder, "text_fallback": self.text_fallback,
+                "input_size": list(self.input_size), "precision": self.precision,
+                "weights": self.weights}
+
+
+@functools.cache
+def _describe(backbone: str) -> BackboneConfig:
+    return describe(backbone)
+
+
+def _text_choice(cell: Cell, head: HeadSpec, tower: bool | None
+                 ) -> tuple[str | None, str | None]:
+    """(text encoder, fallback): `default` is the backbone's paired tower where it has one,
+    else `train.text_encoder`; where only a build tells, the paired tower with that fallback."""
+    if not head.uses_text:
+        return None, None
+    te = cell.text_encoder or "default"
+    if te != "default":
+        return te, None
+    if tower is None:
+        return "paired", cell.train.text_encoder
+    return ("paired" if tower else cell.train.text_encoder), None
+
+
+def resolve(cell: Cell) -> ResolvedCell:
+    """The cell's parts worked out together (unknown names fail with suggestions). Builds and
+    loads nothing: the backbone's config is described only when asked for."""
+    spec = parse_spec(cell.backbone)
+    head = head_spec(cell.head)
+    train = replace(cell.train, regime="frozen") if head.frozen_image else cell.train
+    tower = has_text_tower(spec)
+    text, fallback = _text_choice(cell, head, tower)
+    return ResolvedCell(cell, spec, head, parse_regime(train.regime), train, tower, text,
+                        fallback)
+
+
+def cell_text_encoders(cells: list[Cell]) -> list[str]:
+    """The text encoders a plan's cells load besides their backbones' paired towers (where
+    only a build tells whether a tower exists, its fallback: weights checks stay on the safe
+    side)."""
+    names = []
+    for c in cells:
+        rc = resolve(c)
+        names += [t for t in (rc.text_encoder, rc.text_fallback) if t not in (None, "paired")]
+    return names

@@ -1,6 +1,6 @@
 """Where data files (backbone cards, prompt sets, benchmark matrices) are found.
 
-Search order: directories the user names (flags or FER_BENCH_<KIND>_PATH, os.pathsep-separated),
+Search order: directories the user names (FER_BENCH_<KIND>_PATH, os.pathsep-separated),
 then the repository checkout's top-level folder (editable installs), then the copies a wheel
 carries inside the package (fer_bench/_data/<kind>)."""
 
@@ -14,19 +14,11 @@ import tomllib
 from .errors import ConfigError
 
 _PKG = Path(__file__).resolve().parent
-_EXTRA: dict[str, list[Path]] = {"backbones": [], "prompts": [], "benchmarks": []}
-
-
-def add_search_dir(kind: str, path: str | Path) -> None:
-    p = Path(path).expanduser()
-    if not p.is_dir():
-        raise ConfigError(f"{kind} directory {p} does not exist")
-    _EXTRA[kind].insert(0, p)
 
 
 def search_dirs(kind: str) -> list[Path]:
     env = os.environ.get(f"FER_BENCH_{kind.upper()}_PATH", "")
-    dirs = list(_EXTRA[kind]) + [Path(p) for p in env.split(os.pathsep) if p]
+    dirs = [Path(p) for p in env.split(os.pathsep) if p]
     dirs += [_PKG.parent / kind, _PKG / "_data" / kind]
     seen, out = set(), []
     for d in dirs:

@@ -41,12 +41,12 @@ from .atomic import (
     remove_stale_temps,
     write_json_atomic,
 )
-from .backbones import BACKBONES, BackboneSpec, parse_spec
+from .backbones import check_model, parse_spec
 from .data import load_dataset
 from .data.sources import dataset_entry, dataset_path
-from .errors import ConfigError, DataError, FerBenchError, UnknownNameError
+from .errors import ConfigError, DataError, FerBenchError
 from .locks import LOCK_DIR, Lock, describe_owner, read_owner, try_lock
-from .plan import Cell, head_uses_text
+from .plan import Cell, ResolvedCell, resolve
 from .results.leaderboard import dataset_slug
 from .results.store import (
     RESULT_FILE,
@@ -56,7 +56,7 @@ from .results.store import (
     check_results_dir,
     read_result,
 )
-from .text import load_prompt_set
+from .text import check_text_encoder, load_prompt_set
 
 PREDICTIONS_FILE = "predictions.npz"
 ARTIFACTS_FILE = "artifacts.npz"
@@ -84,73 +84,18 @@ class RunSummary:
 
 # ---------------------------------------------------------------------------------- validation
 
-def backbone_text_tower(spec: BackboneSpec) -> bool | None:
-    """Whether a backbone comes with a paired (CLIP-aligned) text tower, known without building
-    it; None when only building it would tell."""
-    if spec.family == "open_clip":
-        return True
-    if spec.family == "timm":
-        return False
-    if spec.family == "registered":
-        return BACKBONES.get(spec.model).meta.get("text_tower") is not None
-    return None
-
-
 def check_backbone(name: str) -> None:
-    """The name parses and, for timm / open_clip, names a model the library has (a typo is
-    caught here, with the closest names, not when the cell is built)."""
-    spec = parse_spec(name)
-    if spec.family == "timm":
-        import timm
-
-        if not timm.is_model(spec.model.split(".")[0]):
-            raise UnknownNameError("timm model", spec.model, timm.list_models(),
-                                   hint=f"in backbone {name!r}; any name from "
-                                        "timm.list_models() works")
-    elif spec.family == "open_clip" and not spec.model.startswith(("hf-hub:", "local-dir:")):
-        import open_clip
-
-        if spec.model not in open_clip.list_models():
-            raise UnknownNameError("open_clip model", spec.model, open_clip.list_models(),
-                                   hint=f"in backbone {name!r}")
+    """The name parses and its family knows the model (a typo is caught here, with the closest
+    names, not when the cell is built)."""
+    check_model(parse_spec(name))
 
 
-def check_text_encoder(name: str, where: str) -> None:
-    from .text import TEXT_ENCODERS
-
-    prefix, sep, rest = name.partition(":")
-    if name in ("default", "paired") or (sep and prefix in ("open_clip", "hf") and rest):
-        return
-    TEXT_ENCODERS.get(name, extra_known=["default", "paired", "open_clip:MODEL@TAG", "hf:ID"],
-                      hint=f"In {where}")
-
-
-def check_combination(cell: Cell) -> None:
+def check_combination(cell: Cell | ResolvedCell) -> None:
     """Reject cells whose parts cannot work together, before anything is built or trained."""
-    from .heads import HEADS
-
-    head = HEADS.get(cell.head).meta
-    spec = parse_spec(cell.backbone)
-    tower = backbone_text_tower(spec)
-    te = cell.text_encoder or "default"
-    if not head.get("uses_text"):
-        regime = parse_regime(cell.train.regime)
-        if cell.train.regime == "text" or (regime.adaptation and regime.towers() == {"text"}):
-            raise ConfigError(f"cell {cell.label}: regime {cell.train.regime!r} trains only on "
-                              f"the text side, but head {cell.head!r} has no text")
-        return
-    if te == "paired" and tower is False:
-        raise ConfigError(f"cell {cell.label}: --text-encoder paired, but backbone "
-                          f"{cell.backbone!r} has no paired text tower; name one "
-                          "(minilm, open_clip:MODEL@TAG, hf:ID)")
-    if head.get("needs_aligned_text"):
-        aligned = te in ("default", "paired") and tower is not False or te.startswith(
-            "open_clip:")
-        if not aligned:
-            why = (f"backbone {cell.backbone!r} has no text tower" if tower is False
-                   else f"text encoder {te!r} is not aligned with the image features")
-            raise ConfigError(f"cell {cell.label}: head {cell.head!r} needs the backbone's "
-                              f"paired CLIP text tower, but {why}")
+    rc = cell if isinstance(cell, ResolvedCell) else resolve(cell)
+    problem = rc.regime_problem() or rc.text_problem(rc.text_tower)
+    if problem:
+        raise ConfigError(f"cell {rc.cell.label}: {problem}")
 
 
 def check_regime_applies(backbone: str, regime: str, label: str = "") -> None:
@@ -208,19 +153,27 @@ def validate_cells(cells: list[Cell], *, load_data: bool = False,
     classes = {ds: _dataset_classes(ds, load_data, check_paths)
                for ds in dict.fromkeys(c.dataset for c in cells)}
     for c in cells:
-        check_combination(c)
+        rc = resolve(c)
+        check_combination(rc)
         check_regime_applies(c.backbone, c.train.regime, c.label)
-        if head_uses_text(c.head):
-            check_text_encoder(c.text_encoder or "default", f"cell {c.label}")
-            if ((c.text_encoder or "default") == "default"
-                    and backbone_text_tower(parse_spec(c.backbone)) is not True):
-                check_text_encoder(c.train.text_encoder, "train.text_encoder")
-            prompt_set = load_prompt_set(c.prompts or "")
-            if classes[c.dataset] is not None:
-                try:
-                    prompt_set.for_classes(classes[c.dataset])
-                except ConfigError as e:
-                    raise ConfigError(f"{e} (needed by dataset {c.dataset!r})") from None
+        if rc.head.uses_text:
+            _check_text(rc, classes[c.dataset])
+
+
+def _check_text(rc: ResolvedCell, classes: tuple[str, ...] | None) -> None:
+    """The text encoder(s) the cell may load are known, and its prompt set covers the
+    dataset's classes (when they are known)."""
+    c = rc.cell
+    where = "train.text_encoder" if (c.text_encoder or "default") == "default" else (
+        f"cell {c.label}")
+    for te in filter(None, (rc.text_encoder, rc.text_fallback)):
+        check_text_encoder(te, where)
+    prompt_set = load_prompt_set(c.prompts or "")
+    if classes is not None:
+        try:
+            prompt_set.for_classes(classes)
+        except ConfigError as e:
+            raise ConfigError(f"{e} (needed by dataset {c.dataset!r})") from None
 
 
 # ------------------------------------------------------------------------------------ results
@@ -518,5 +471,5 @@ def _adopt(cell: Cell, path: Path, summary: RunSummary) -> None:
                                         "(in another process)")
 
 
-__all__ = ["ResultNotSaved", "RunSummary", "backbone_text_tower", "check_combination",
+__all__ = ["ResultNotSaved", "RunSummary", "check_combination",
            "is_complete", "run_plan", "validate_cells"]

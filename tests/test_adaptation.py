@@ -31,7 +31,7 @@ def nano_clip(tmp_path_factory):
     """A CLIP small enough for seconds-long tests (the shipped fer-ViT-Ti-8 is 4x wider)."""
     import open_clip
 
-    from fer_bench.backbones.open_clip_family import _open_clip
+    from fer_bench.text.clip_models import open_clip_module as _open_clip
 
     _open_clip()  # fer-bench's own configs first, then this one
     path = tmp_path_factory.mktemp("oc") / "test-ViT-nano.json"

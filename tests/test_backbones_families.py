@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from fer_bench import weights as weights_mod
 from fer_bench.backbones import create_backbone
-from fer_bench.backbones import weights as weights_mod
 from fer_bench.errors import FerBenchError
 
 

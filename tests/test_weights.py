@@ -223,8 +223,8 @@ def test_run_stops_before_any_work_with_one_message_per_missing_weight(tmp_path,
 def test_preflight_sees_weights_in_the_hub_cache_without_downloading(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
-    from fer_bench.backbones.preflight import cell_text_encoders, missing_weights
-    from fer_bench.plan import Benchmark, expand
+    from fer_bench.backbones.preflight import missing_weights
+    from fer_bench.plan import Benchmark, cell_text_encoders, expand
 
     repo = tmp_path / "hub" / "models--timm--vit_base_patch16_224.augreg2_in21k_ft_in1k"
     (repo / "refs").mkdir(parents=True)

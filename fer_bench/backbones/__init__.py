@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -21,6 +22,7 @@ from torch import nn
 from ..errors import ConfigError, FerBenchError, UnknownNameError
 from ..registry import Registry
 from ..resources import data_files
+from ..weights import is_local_file, split_weights
 from .base import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -32,22 +34,39 @@ from .base import (
 from .cards import read_card
 from .sources import PUBLISHED
 from .sources import resolve as resolve_source
-from .weights import is_local_file
 
 BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone", "fer_bench.backbones")
 
 
 @dataclass(frozen=True)
 class Family:
-    """How one prefix (`timm:`, `open_clip:`, `hf:`) builds backbones.
+    """How one prefix (`timm:`, `open_clip:`, `hf:`) builds backbones, and what it knows about a
+    model without building it.
 
     build(spec, load_weights=..., device=...) -> Backbone. With load_weights=False it must not
     download anything; with device="meta" it builds the architecture without memory (for
-    measuring params and GMACs). check(model) raises UnknownNameError for models that cannot
-    exist (so a dry run catches typos without building)."""
+    measuring params and GMACs). `knows(model)` says whether the library has the model (so a
+    dry run catches typos without building), `list_models(glob)` lists its models (for
+    suggestions and `timm:convnext_*` patterns), `text_tower(spec)` whether a build comes with
+    a paired CLIP text tower (None: only a build tells)."""
 
+    prefix: str
     build: Callable[..., Backbone]
-    check: Callable[[str], None] | None = None
+    knows: Callable[[str], bool] | None = None
+    list_models: Callable[[str], list[str]] | None = None
+    text_tower: Callable[[BackboneSpec], bool | None] | None = None
+    hint: str = ""  # appended to an unknown-model error: where names come from
+
+    def check(self, model: str, where: str = "") -> None:
+        """Raise UnknownNameError, with the closest names, for a model the library lacks."""
+        if self.knows is None or self.knows(model):
+            return
+        known = self.list_models("*") if self.list_models else []
+        hint = "; ".join(filter(None, [where, self.hint]))
+        raise UnknownNameError(f"{self.prefix} model", model, known, hint=hint)
+
+    def has_text_tower(self, spec: BackboneSpec) -> bool | None:
+        return self.text_tower(spec) if self.text_tower else None
 
 
 FAMILIES: dict[str, Family] = {}
@@ -96,9 +115,11 @@ def register_backbone(name: str, *, input_size: int | tuple[int, int] = 224, in_
     return deco
 
 
-def family(prefix: str, check: Callable[[str], None] | None = None) -> Callable:
+def family(prefix: str, **known: Any) -> Callable:
+    """Register a family's builder: `@family("timm", knows=..., list_models=..., ...)`."""
+
     def deco(builder: Callable[..., Backbone]) -> Callable[..., Backbone]:
-        FAMILIES[prefix] = Family(builder, check)
+        FAMILIES[prefix] = Family(prefix, builder, **known)
         return builder
 
     return deco
@@ -122,11 +143,18 @@ class BackboneSpec:
         return f"{prefix}{self.model}{w}"
 
 
-def split_weights(text: str) -> tuple[str, str]:
-    if "@" in text:
-        model, weights = text.rsplit("@", 1)
-        return model, weights or "default"
-    return text, "default"
+def has_text_tower(spec: BackboneSpec) -> bool | None:
+    """Whether the backbone comes with a paired (CLIP-aligned) text tower, known without
+    building it; None when only building it would tell."""
+    if spec.family == "registered":
+        return BACKBONES.get(spec.model).meta.get("text_tower") is not None
+    return FAMILIES[spec.family].has_text_tower(spec)
+
+
+def check_model(spec: BackboneSpec) -> None:
+    """The family knows the spec's model (a card's model too, which parsing does not check)."""
+    if spec.family != "registered":
+        FAMILIES[spec.family].check(spec.model, f"in backbone {spec.name!r}")
 
 
 def cards() -> dict[str, Path]:
@@ -145,8 +173,7 @@ def parse_spec(name: str) -> BackboneSpec:
         model, weights = split_weights(rest)
         if not model:
             raise ConfigError(f"backbone {name!r}: no model after '{prefix}:'")
-        if FAMILIES[prefix].check:
-            FAMILIES[prefix].check(model)
+        FAMILIES[prefix].check(model)
         return BackboneSpec(name, prefix, model, weights)
     base, weights = split_weights(name)
     card_files = cards()
@@ -168,14 +195,10 @@ def parse_spec(name: str) -> BackboneSpec:
 def _known_names(card_files: dict[str, Path]) -> list[str]:
     """Cards, registered names and the open_clip/timm listings (for "closest" suggestions)."""
     known = list(card_files) + BACKBONES.names()
-    try:
-        import open_clip
-        import timm
-
-        known += [f"timm:{n}" for n in timm.list_models()]
-        known += [f"open_clip:{n}" for n in open_clip.list_models()]
-    except ImportError:  # the listings only improve the suggestions
-        pass
+    for prefix, fam in FAMILIES.items():
+        if fam.list_models:
+            with contextlib.suppress(ImportError):  # the listings only improve suggestions
+                known += [f"{prefix}:{n}" for n in fam.list_models("*")]
     return known
 
 
@@ -299,6 +322,6 @@ def _load_builtin_families() -> None:
     from . import fer_nets, hf_family, open_clip_family, timm_family  # noqa: F401  (register)
 
 
-__all__ = ["BACKBONES", "FAMILIES", "Backbone", "BackboneConfig", "BackboneSpec", "cards",
-           "create_backbone", "describe", "family", "parse_spec", "register_backbone",
-           "split_weights"]
+__all__ = ["BACKBONES", "FAMILIES", "Backbone", "BackboneConfig", "BackboneSpec", "Family",
+           "cards", "check_model", "create_backbone", "describe", "family", "has_text_tower",
+           "parse_spec", "register_backbone", "split_weights"]

@@ -122,7 +122,3 @@ def measure(encoder: nn.Module, in_chans: int, input_size: tuple[int, int]) -> t
         encoder.train(was_training)
     return int(out.shape[1]), round(counter.get_total_flops() / 2e9, 6)
 
-
-def infer_feature_dim(encoder: nn.Module, in_chans: int, input_size: tuple[int, int]) -> int:
-    """D by a dry forward (for plain user modules that do not declare it)."""
-    return measure(encoder, in_chans, input_size)[0]

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from ..errors import FerBenchError
+from ..weights import is_local_file, load_state_file
 from . import register_backbone
-from .weights import is_local_file, load_state_file
 
 FER_MEAN, FER_STD = (0.5,), (0.25,)
 

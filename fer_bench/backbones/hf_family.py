@@ -21,6 +21,7 @@ from torch import nn
 
 from ..errors import ConfigError, FerBenchError
 from ..text.encoders import TextEncoder
+from ..weights import hub_access, missing_weights_error
 from . import BackboneSpec, family
 from .base import (
     CLIP_MEAN,
@@ -32,7 +33,6 @@ from .base import (
     count_params_m,
     measure,
 )
-from .weights import hub_access, missing_weights_error
 
 CLIP_TYPES = ("clip", "clip_vision_model")
 

@@ -10,10 +10,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..weights import is_local_file
 from . import parse_spec
 from .cards import read_card
 from .sources import PUBLISHED, MissingWeightsError
-from .weights import is_local_file
 
 REMEDY = ("Download them where there is internet (a first run there fills the cache), copy the "
           "cache here, or pass a local file with NAME@/path/to/weights, or use NAME@none / "
@@ -128,8 +128,8 @@ def _need(name: str, text: bool, online):
 
 def online() -> bool:
     """Whether the libraries may download (not told offline, and the Hub answers)."""
+    from ..weights import hub_reachable
     from .download import offline
-    from .weights import hub_reachable
 
     return not offline() and hub_reachable()
 
@@ -152,25 +152,3 @@ def missing_weights(backbones: Iterable[str], text_encoders: Iterable[str] = (),
                                                         source=source))
             entry.users.append(("text encoder " if text else "backbone ") + repr(name))
     return list(out.values())
-
-
-def cell_text_encoders(cells) -> list[str]:
-    """The text encoders a plan's cells load besides their backbones' paired towers."""
-    from . import BACKBONES
-
-    def paired(spec) -> bool:
-        return spec.family == "open_clip" or (spec.family == "registered" and BACKBONES.get(
-            spec.model).meta.get("text_tower") is not None)
-
-    names = []
-    for c in cells:
-        if not c.text_encoder:
-            continue
-        te = c.text_encoder
-        if te == "default":
-            if paired(parse_spec(c.backbone)):
-                continue
-            te = c.train.text_encoder
-        if te != "paired":
-            names.append(te)
-    return names

@@ -10,17 +10,21 @@ from __future__ import annotations
 import torch
 
 from ..errors import FerBenchError, UnknownNameError
-from . import BackboneSpec, family
+from ..weights import hub_access, is_local_file, local_file, missing_weights_error
+from . import FAMILIES, BackboneSpec, family
 from .base import Backbone, BackboneConfig, count_params_m
-from .weights import hub_access, is_local_file, local_file, missing_weights_error
 
 
-def check_timm(model: str) -> None:
+def knows_timm(model: str) -> bool:
     import timm
 
-    if not timm.is_model(model.split(".")[0]):
-        raise UnknownNameError("timm model", model, timm.list_models(),
-                               hint="Any name from timm.list_models() works")
+    return timm.is_model(model.split(".")[0])
+
+
+def list_timm(pattern: str) -> list[str]:
+    import timm
+
+    return timm.list_models(pattern)
 
 
 def _arch(spec: BackboneSpec) -> str:
@@ -39,13 +43,14 @@ def _describe_source(arch: str) -> str:
     return f"timm {arch!r}" + (f" from {src}" if src else "")
 
 
-@family("timm", check=check_timm)
+@family("timm", knows=knows_timm, list_models=list_timm, text_tower=lambda spec: False,
+        hint="Any name from timm.list_models() works")
 def build_timm(spec: BackboneSpec, *, load_weights: bool = True,
                device: str = "cpu") -> Backbone:
     import timm
     import timm.data
 
-    check_timm(spec.model)
+    FAMILIES["timm"].check(spec.model)
     arch = _arch(spec)
     kwargs: dict = {"num_classes": 0}
     local = is_local_file(spec.weights)

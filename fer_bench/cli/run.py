@@ -261,7 +261,8 @@ def _preflight_weights(cells) -> None:
     """Resolve every cell's pretrained weights; published ones are fetched when online. Any
     still missing: one message per file, exit 2, nothing trained and no result written."""
     from ..backbones.download import fetch
-    from ..backbones.preflight import cell_text_encoders, missing_weights, online
+    from ..backbones.preflight import missing_weights, online
+    from ..plan import cell_text_encoders
 
     pretrained = [c.backbone for c in cells if c.train.pretrained]
     missing = missing_weights(pretrained, cell_text_encoders(cells))
@@ -296,20 +297,18 @@ def _print_plan(cells, out: Path, fmt: str) -> None:
     from dataclasses import asdict
 
     from ..estimate import estimate
+    from ..plan import resolve
     from ..runner import is_complete
     from . import plan_table as pt
 
     varying = pt.varying_schedule_keys(cells)
     rows = []
     for c in cells:
-        est = estimate(c)
+        rc = resolve(c)
+        est = estimate(rc)
         rows.append({"cell_id": c.cell_id, "status": "done" if is_complete(out, c) else "to run",
-                     "config": c.config(), "estimate": asdict(est),
-                     "plan": {"input_size": pt.input_size_text(c),
-                              "precision": pt.precision_text(c.train),
-                              "weights": pt.weights_text(c),
-                              "schedule": pt.schedule_text(c.train)},
-                     "_estimate_row": est.row()})
+                     "config": c.config(), "estimate": asdict(est), "plan": pt.plan_fields(rc),
+                     "_estimate_row": est.row(), "_text": pt.text_encoder_text(rc)})
     if fmt == "json":
         typer.echo(json.dumps([{k: v for k, v in r.items() if not k.startswith("_")}
                                for r in rows], indent=2))
@@ -342,7 +341,7 @@ def _plan_table(cells, rows: list[dict], out: Path, varying: tuple[str, ...]):
 
     columns = [("cell id", lambda c, r: c.cell_id), ("backbone", lambda c, r: c.backbone),
                ("head", lambda c, r: c.head), ("prompts", lambda c, r: c.prompts or "-"),
-               ("text encoder", lambda c, r: c.text_encoder or "-"),
+               ("text encoder", lambda c, r: r["_text"]),
                ("dataset", lambda c, r: c.dataset), ("regime", lambda c, r: c.train.regime),
                ("seed", lambda c, r: str(c.seed)),
                ("px", plan("input_size")), ("precision", plan("precision")),

@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import FerBenchError
 from ..registry import Registry
 from ..tensor_cache import TensorCache, autocast_state, module_digest, tensor_digest
 
 TEXT_CACHE_VERSION = 2  # 2: key holds tokens, device and precision
 
-HEADS: Registry[Callable[..., Head]] = Registry("head", "fer_bench.heads")
-
 
 class Head(nn.Module):
-    """features (B x D) -> logits (B x C); `loss(logits, labels)` is what training minimises."""
-
-    uses_text: bool = False   # needs a text encoder and a prompt set
-    trains: bool = True       # trained by the SGD loop (probe and zeroshot are not)
-    batch_loss: bool = False  # the loss couples a batch's rows: DDP computes it on the global batch
+    """features (B x D) -> logits (B x C); `loss(logits, labels)` is what training minimises.
+    What a head can do (text, training, ...) is declared once, in its `HeadSpec`."""
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor,
              weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -158,11 +155,71 @@ class ClassText(nn.Module):
         self._cache = self._prompt_cache = None
 
 
+@dataclass(frozen=True)
+class FeatureFit:
+    """What a head fitted in closed form gets: frozen features of the train and val splits, and
+    how the benchmark scores a validation prediction (so a head carries no metrics code)."""
+
+    train: torch.Tensor                 # N x D
+    train_labels: torch.Tensor          # N
+    val: torch.Tensor                   # M x D
+    n_classes: int
+    weight_decays: tuple[float, ...]    # train.probe_weight_decays
+    class_weight: torch.Tensor | None   # train.balance = "loss"
+    score: Callable[[torch.Tensor], tuple[float, dict]]  # val predictions -> (score, record)
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """A head and everything the plan, the estimate and the engine need to know about it. The
+    one place a head's capabilities are declared: code asks these fields, never the name."""
+
+    name: str
+    factory: Callable[..., Head]
+    uses_text: bool = False           # needs prompts and a text encoder
+    trains: bool = True               # trained by the SGD loop
+    frozen_image: bool = False        # the image encoder never trains, whatever the regime
+    needs_aligned_text: bool = False  # scores against the backbone's paired CLIP text tower
+    batch_loss: bool = False          # the loss couples a batch's rows (DDP: the global batch)
+    # fitted on frozen features instead of by SGD: fit(head, data) -> history
+    fit: Callable[[Head, FeatureFit], list[dict]] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.trains and not self.frozen_image:
+            raise FerBenchError(f"head {self.name!r}: a head the SGD loop does not train "
+                                "leaves the image encoder as it is: declare frozen_image=True")
+        if self.fit is not None and self.trains:
+            raise FerBenchError(f"head {self.name!r}: a head with `fit` is not trained by SGD: "
+                                "declare trains=False")
+
+    def create(self, **kwargs) -> Head:
+        """Options the factory does not declare are not passed (plugin heads written before an
+        option existed keep working)."""
+        params = inspect.signature(self.factory).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            kwargs = {k: v for k, v in kwargs.items() if k in params}
+        return self.factory(**kwargs)
+
+
+HEADS: Registry[HeadSpec] = Registry("head", "fer_bench.heads")
+
+
+def register_head(spec: HeadSpec, *, overwrite: bool = False) -> HeadSpec:
+    """Add a head: `register_head(HeadSpec("mine", factory, uses_text=True))`, in a plugin file
+    (`--plugin FILE`) or a package's `fer_bench.heads` entry point."""
+    HEADS.register(spec.name, spec, overwrite=overwrite)
+    return spec
+
+
+def head_spec(name: str) -> HeadSpec:
+    """The registered head's spec (unknown names fail with the closest known ones)."""
+    entry = HEADS.get(name)
+    if not isinstance(entry.obj, HeadSpec):
+        raise FerBenchError(f"head {name!r} ({entry.source}) is registered as "
+                            f"{type(entry.obj).__name__}, not a HeadSpec: register it with "
+                            "fer_bench.heads.register_head(HeadSpec(...))")
+    return entry.obj
+
+
 def create_head(name: str, **kwargs) -> Head:
-    """The registered head; options a factory does not declare are not passed (plugin heads
-    written before an option existed keep working)."""
-    factory = HEADS.get(name).obj
-    params = inspect.signature(factory).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        kwargs = {k: v for k, v in kwargs.items() if k in params}
-    return factory(**kwargs)
+    return head_spec(name).create(**kwargs)

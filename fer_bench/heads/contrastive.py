@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .base import HEADS, ClassText, Head
+from .base import ClassText, Head, HeadSpec, register_head
 
 INIT_LOGIT_SCALE = math.log(1 / 0.07)  # CLIP's initial temperature
 MAX_LOGIT_SCALE = math.log(100.0)
@@ -80,9 +80,6 @@ def clip_loss(logits: torch.Tensor, labels: torch.Tensor,
 
 
 class ContrastiveHead(Head):
-    uses_text = True
-    batch_loss = True  # the text axis couples the batch's images: computed on the global batch
-
     def __init__(self, feature_dim: int, class_text: ClassText, loss: str = "lasted",
                  identity_projection: bool = False, logit_scale: nn.Parameter | None = None,
                  absent_classes: str = "image_only") -> None:
@@ -131,7 +128,6 @@ def _paired_scale(class_text: ClassText, identity_projection: bool) -> nn.Parame
     return scale if identity_projection and isinstance(scale, nn.Parameter) else None
 
 
-@HEADS.register("lasted", uses_text=True)
 def lasted(feature_dim: int, n_classes: int, class_text: ClassText,
            identity_projection: bool = False, absent_classes: str = "image_only") -> Head:
     """LASTED: language-guided contrastive head with the two-axis (image + text) loss."""
@@ -139,9 +135,13 @@ def lasted(feature_dim: int, n_classes: int, class_text: ClassText,
                            _paired_scale(class_text, identity_projection), absent_classes)
 
 
-@HEADS.register("clip", uses_text=True)
 def clip(feature_dim: int, n_classes: int, class_text: ClassText,
          identity_projection: bool = False, absent_classes: str = "image_only") -> Head:
     """The same cosine head trained with the symmetric CLIP loss."""
     return ContrastiveHead(feature_dim, class_text, "clip", identity_projection,
                            _paired_scale(class_text, identity_projection), absent_classes)
+
+
+# batch_loss: the text axis couples the batch's images, so DDP computes it on the global batch
+register_head(HeadSpec("lasted", lasted, uses_text=True, batch_loss=True))
+register_head(HeadSpec("clip", clip, uses_text=True, batch_loss=True))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import HEADS, Head
+from .base import Head, HeadSpec, register_head
 
 
 class LinearHead(Head):
@@ -17,7 +17,9 @@ class LinearHead(Head):
         return self.fc(features.float())
 
 
-@HEADS.register("linear", uses_text=False)
 def linear(feature_dim: int, n_classes: int, **_: object) -> Head:
     """Linear classifier trained with cross-entropy on image features."""
     return LinearHead(feature_dim, n_classes)
+
+
+register_head(HeadSpec("linear", linear))

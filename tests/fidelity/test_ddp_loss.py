@@ -16,6 +16,7 @@ from torch import nn
 
 from fer_bench import distributed
 from fer_bench.engine import ClassBalance, batch_objective
+from fer_bench.heads import head_spec
 from fer_bench.heads.contrastive import ContrastiveHead
 from fer_bench.plan import TrainConfig
 
@@ -35,7 +36,8 @@ def _model() -> nn.Module:
 def _step(model: nn.Module, net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
     head = model[2]
     balance = ClassBalance(torch.tensor(LABELS), C, TrainConfig(), torch.device("cpu"))
-    loss, backward = batch_objective(head, balance, net(x), y)
+    couples = head_spec("lasted").batch_loss  # the text axis couples the batch's rows
+    loss, backward = batch_objective(head, balance, net(x), y, couples)
     backward.backward()
     return {"loss": distributed.average(loss.detach()).item(),
             "grads": {n: p.grad.tolist() for n, p in model.named_parameters()}}

@@ -17,9 +17,17 @@ from urllib.parse import urlparse
 
 import torch
 
-from ..errors import FerBenchError
+from .errors import FerBenchError
 
 LOCAL_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt", ".npz")
+
+
+def split_weights(text: str) -> tuple[str, str]:
+    """`model@weights` -> (model, weights); no `@` (or nothing after it) means "default"."""
+    if "@" in text:
+        model, weights = text.rsplit("@", 1)
+        return model, weights or "default"
+    return text, "default"
 
 
 def is_local_file(weights: str) -> bool:
