@@ -16,6 +16,7 @@ import datetime
 import json
 import os
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import distributed as dist
@@ -23,6 +24,7 @@ from torch import nn
 
 from .errors import FerBenchError
 
+T = TypeVar("T")
 _leading = False  # rank 0 announces each cell to the followers (set by `lead`)
 
 
@@ -66,6 +68,13 @@ def init_from_env(device: str = "auto") -> str:
     # A rank that fails must not leave the others waiting for hours.
     dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
     return backend
+
+
+def quiesce() -> None:
+    """Wait until every rank is here: gloo aborts a rank whose peer tears down mid-message
+    (`terminate called without an active exception`), so ranks meet before `shutdown`."""
+    if active():
+        dist.barrier()
 
 
 def shutdown() -> None:
@@ -200,7 +209,8 @@ def lead() -> None:
 
 
 def announce(cell) -> None:
-    """Called as a cell starts: rank 0 tells the followers which cell to join."""
+    """Called as a cell starts: rank 0 tells the followers which cell (its `config()`) to
+    join."""
     if _leading:
         _broadcast_bytes(json.dumps(cell.config()).encode())
 
@@ -213,15 +223,14 @@ def release() -> None:
         _leading = False
 
 
-def follow(run_cell: Callable) -> int:
-    """Ranks > 0: run every cell rank 0 announces, until it releases them. Results stay with
-    rank 0; an exception here is the same one rank 0 records (the ranks compute the same
-    global quantities), so the follower just moves on. Returns the number of cells joined."""
-    from .executors.cells import cell_from_config
-
+def follow(run_cell: Callable[[T], object], decode: Callable[[dict], T]) -> int:
+    """Ranks > 0: run every cell rank 0 announces (its `config()`, rebuilt by `decode`), until
+    it releases them. Results stay with rank 0; an exception in `run_cell` is the same one
+    rank 0 records (the ranks compute the same global quantities), so the follower just moves
+    on. Returns the number of cells joined."""
     joined = 0
     while data := _broadcast_bytes(None):
-        cell = cell_from_config(json.loads(data))
+        cell = decode(json.loads(data))  # a cell that does not rebuild stops this rank
         joined += 1
         with contextlib.suppress(Exception):  # rank 0 records it
             run_cell(cell)
@@ -230,5 +239,5 @@ def follow(run_cell: Callable) -> int:
 
 __all__ = ["active", "announce", "average", "env_world_size", "eval_range", "follow",
            "gather_batch",
-           "gather_rows", "init_from_env", "lead", "rank", "release", "shard_batch",
+           "gather_rows", "init_from_env", "lead", "quiesce", "rank", "release", "shard_batch",
            "shutdown", "sync_buffers", "world", "wrap_model"]

@@ -314,6 +314,21 @@ class Cell:
             d["cross"] = list(self.cross)
         return d
 
+    @classmethod
+    def from_config(cls, config: dict) -> Cell:
+        """The inverse of `config()` (fields a config leaves out keep their defaults; JSON lists
+        become tuples again). The id is checked: a cell never runs under another's id."""
+        def tuples(d: dict) -> dict:
+            return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+        keys = {f.name for f in fields(cls)} - {"train"}
+        cell = cls(**tuples({k: v for k, v in config.items() if k in keys}),
+                   train=TrainConfig(**tuples(config["train"])))
+        if json.loads(json.dumps(cell.config())) != json.loads(json.dumps(config)):
+            raise FerBenchError("a cell sent to a worker does not rebuild to the same config "
+                                "(different fer-bench versions on the driver and the worker?)")
+        return cell
+
     @property
     def cell_id(self) -> str:
         config = self.config()

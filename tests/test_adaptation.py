@@ -40,8 +40,9 @@ def nano_clip(tmp_path_factory):
 
 
 def _cell(regime: str, head: str = "linear", backbone: str = VIT, seed: int = 0, **kw) -> Cell:
-    cfg = TrainConfig(regime=regime, lr=1e-2, batch_size=32, epochs=1, pretrained=False,
-                      device="cpu", amp="off", eval_batch_size=128, **kw)
+    cfg = TrainConfig(**{"regime": regime, "lr": 1e-2, "batch_size": 32, "epochs": 1,
+                         "pretrained": False, "device": "cpu", "amp": "off",
+                         "eval_batch_size": 128, **kw})
     text = head != "linear"
     return Cell(backbone, head, SMALL, seed, "classnames" if text else None,
                 "default" if text else None, cfg)
@@ -237,3 +238,29 @@ def test_artifact_refuses_other_base_weights(adapted_run):
     other_seed = _cell("lora:r=2", seed=1)  # random init of another seed: other base weights
     with pytest.raises(ConfigError, match="trained on base image_encoder weights"):
         reload_trained(other_seed, path)
+
+
+@pytest.mark.parametrize("regime", ["lora:r=2", "vpt:2"])
+def test_out_of_memory_retry_rebuilds_the_regime(monkeypatch, regime):
+    """oom_retry starts the cell again from a fresh model at half the batch: the regime is applied
+    once to that model (same trainable set as without the retry), and the retry is recorded."""
+    from fer_bench.engine import run_cell
+    from fer_bench.inputs import ImageInputs
+
+    real, seen = ImageInputs.train_batch, []
+
+    def limited(self, split, idx, gen, epoch):
+        seen.append(len(idx))
+        if len(idx) > 8:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, split, idx, gen, epoch)
+
+    plain = run_cell(_cell(regime, batch_size=8))
+    monkeypatch.setattr(ImageInputs, "train_batch", limited)
+    out = run_cell(_cell(regime))  # batch 32: OOM at 32 and 16, fits at 8 with accum 4
+    compute, reg = out.resolved["compute"], out.resolved["regime"]
+    assert [r["batch_size"] for r in compute["oom_retries"]] == [32, 16]
+    assert compute["batch_size"] == 8 and compute["accum_steps"] == 4
+    assert reg["trainable_params"] == plain.resolved["regime"]["trainable_params"] > 0
+    assert reg["adaptation"] == plain.resolved["regime"]["adaptation"]
+    assert max(seen[-5:]) <= 8 and out.metrics["accuracy"] is not None

@@ -17,8 +17,8 @@ import pytest
 
 from fer_bench.errors import ConfigError, FerBenchError
 from fer_bench.executors import ExecOptions, execute, require_extra
-from fer_bench.executors.cells import cell_from_config, parse_shard, read_events, shard
-from fer_bench.plan import Benchmark, TrainConfig, expand
+from fer_bench.executors.cells import parse_shard, read_events, shard
+from fer_bench.plan import Benchmark, Cell, TrainConfig, expand
 
 from .conftest import TINY
 
@@ -130,7 +130,7 @@ def test_shard_spec_is_checked():
 
 def test_cell_roundtrips_through_json():
     for c in tiny_cells(seeds=(0, 7)):
-        again = cell_from_config(json.loads(json.dumps(c.config())))
+        again = Cell.from_config(json.loads(json.dumps(c.config())))
         assert again == c and again.cell_id == c.cell_id
 
 

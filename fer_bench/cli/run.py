@@ -174,7 +174,7 @@ def run(
 
     # Executors (docs/clusters.md): the shard, torchrun, and cells run in other processes.
     from ..executors import ExecOptions, all_plugins
-    from ..executors import cli as ex
+    from . import executors as ex
 
     cells = ex.select_shard(cells, shard)
     executor_name, fmt_name = Executor(executor).value, PlanFormat(fmt).value
@@ -202,7 +202,8 @@ def run(
                                                plain), bench.train.device)
         return
     if executor_name != "local" or isolate:
-        ex.run_and_report(cells, out, opts, rerun, quiet, bench.name)
+        print_summary(cells, out, ex.run_and_report(cells, out, opts, rerun, quiet), bench.name,
+                      executor_name)
         return
     _run_with_progress(cells, out, rerun, quiet, bench.name, keep, plain)
 

@@ -29,8 +29,8 @@ from .dataset import FERDataset
 from .folder import assemble
 from .images import ImageJob, decode_images, list_images_recursive
 from .labels import AFFECTNET_DROPPED, AFFECTNET_ORDER, code_table
+from .options import IMAGE_OPTIONS, flag
 from .problems import BadRows
-from .sources import IMAGE_OPTIONS, flag
 
 OPTIONS: dict[str, Callable] = {**IMAGE_OPTIONS, "crop": flag, "images": str}
 DEFAULT_SIZE = 112

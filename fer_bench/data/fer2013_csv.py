@@ -112,66 +112,83 @@ def parse_pixels(fields: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     return values.astype(np.uint8), bad
 
 
+def _parse_fields(line: bytes, cols: tuple[int, int, int, int]) -> tuple[int, int, bytes] | str:
+    """One data line -> (FER2013 label code, usage code, pixels field), or why it is bad (the
+    pixels themselves are checked a chunk at a time, in `parse_pixels`)."""
+    ie, ip, iu, ncols = cols
+    parts = line.split(b",")
+    if len(parts) != ncols:
+        return f"expected {ncols} comma-separated fields, got {len(parts)}"
+    e = parts[ie].strip().strip(b'"')
+    u = parts[iu].strip().strip(b'"').strip()
+    if not e.isdigit() or int(e) > 6:
+        return (f"unknown emotion label {e.decode(errors='replace')!r} (expected 0-6: angry, "
+                "disgust, fear, happy, sad, surprise, neutral)")
+    if u not in USAGE:
+        return (f"unknown Usage {u.decode(errors='replace')!r} (expected Training, PublicTest or "
+                "PrivateTest)")
+    return int(e), USAGE[u], parts[ip].strip().strip(b'"')
+
+
+class _RowBuffer:
+    """The output arrays, preallocated for every line of the file and filled a chunk of rows at
+    a time; each chunk's problems are reported in line order."""
+
+    def __init__(self, cap: int, path: Path, bad: BadRows) -> None:
+        self.path, self.bad = path, bad
+        self.images = np.empty((cap, N_PIXELS), dtype=np.uint8)
+        self.codes = np.empty(cap, dtype=np.int64)
+        self.usage = np.empty(cap, dtype=np.int8)
+        self.rows = np.empty(cap, dtype=np.int64)
+        self.k = 0
+        self.batch: list[tuple[int, int, int, int, bytes]] = []  # line, row, code, usage, pixels
+        self.problems: list[tuple[int, str]] = []
+
+    def add(self, line: int, row: int, fields: tuple[int, int, bytes] | str) -> None:
+        if isinstance(fields, str):
+            self.problems.append((line, fields))
+            return
+        self.batch.append((line, row, *fields))
+        if len(self.batch) >= _CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        batch, k = self.batch, self.k
+        if batch:
+            pix, bad_mask = parse_pixels([b[4] for b in batch])
+            good = [b for b, is_bad in zip(batch, bad_mask, strict=True) if not is_bad]
+            for b, is_bad in zip(batch, bad_mask, strict=True):
+                if is_bad:
+                    self.problems.append((b[0], explain_pixels(b[4]) or "malformed pixels"))
+            g = len(good)
+            self.images[k:k + g] = pix
+            self.codes[k:k + g] = [b[2] for b in good]
+            self.usage[k:k + g] = [b[3] for b in good]
+            self.rows[k:k + g] = [b[1] for b in good]
+            self.k = k + g
+        for line, msg in sorted(self.problems):
+            self.bad.add(self.path, line, msg)
+        batch.clear()
+        self.problems.clear()
+
+    def result(self, n_rows: int) -> Fer2013Rows:
+        k = self.k
+        return Fer2013Rows(self.images[:k].reshape(k, 48, 48), self.codes[:k], self.usage[:k],
+                           self.rows[:k], n_rows)
+
+
 def read_fer2013_csv(path: Path, bad: BadRows) -> Fer2013Rows:
     """All rows of a FER2013 CSV; every malformed row is reported (file + line) or skipped."""
     with path.open("rb") as fh:
-        header = fh.readline()
-        ie, ip, iu, ncols = parse_header(header, path)
-        cap = _count_lines(path)
-        images = np.empty((cap, N_PIXELS), dtype=np.uint8)
-        codes = np.empty(cap, dtype=np.int64)
-        usage = np.empty(cap, dtype=np.int8)
-        rows = np.empty(cap, dtype=np.int64)
-        k = 0
+        cols = parse_header(fh.readline(), path)
+        out = _RowBuffer(_count_lines(path), path, bad)
         n_rows = 0
-        batch: list[tuple[int, int, int, int, bytes]] = []   # line, row, code, usage, pixels
-        problems: list[tuple[int, str]] = []
-
-        def flush() -> None:
-            nonlocal k
-            if batch:
-                pix, bad_mask = parse_pixels([b[4] for b in batch])
-                good = [b for b, is_bad in zip(batch, bad_mask, strict=True) if not is_bad]
-                for b, is_bad in zip(batch, bad_mask, strict=True):
-                    if is_bad:
-                        problems.append((b[0], explain_pixels(b[4]) or "malformed pixels"))
-                g = len(good)
-                images[k:k + g] = pix
-                codes[k:k + g] = [b[2] for b in good]
-                usage[k:k + g] = [b[3] for b in good]
-                rows[k:k + g] = [b[1] for b in good]
-                k += g
-            for line, msg in sorted(problems):
-                bad.add(path, line, msg)
-            batch.clear()
-            problems.clear()
-
         for line_no, raw in enumerate(fh, start=2):
             line = raw.strip()
-            if not line:
-                continue
-            row = n_rows
-            n_rows += 1
-            parts = line.split(b",")
-            if len(parts) != ncols:
-                problems.append((line_no, f"expected {ncols} comma-separated fields, got "
-                                          f"{len(parts)}"))
-                continue
-            e = parts[ie].strip().strip(b'"')
-            u = parts[iu].strip().strip(b'"').strip()
-            if not e.isdigit() or int(e) > 6:
-                problems.append((line_no, f"unknown emotion label {e.decode(errors='replace')!r}"
-                                          " (expected 0-6: angry, disgust, fear, happy, sad, "
-                                          "surprise, neutral)"))
-                continue
-            if u not in USAGE:
-                problems.append((line_no, f"unknown Usage {u.decode(errors='replace')!r} "
-                                          "(expected Training, PublicTest or PrivateTest)"))
-                continue
-            batch.append((line_no, row, int(e), USAGE[u], parts[ip].strip().strip(b'"')))
-            if len(batch) >= _CHUNK:
-                flush()
-        flush()
+            if line:
+                out.add(line_no, n_rows, _parse_fields(line, cols))
+                n_rows += 1
+        out.flush()
     if n_rows == 0:
         raise DataError(f"{path}: no data rows after the header")
-    return Fer2013Rows(images[:k].reshape(k, 48, 48), codes[:k], usage[:k], rows[:k], n_rows)
+    return out.result(n_rows)

@@ -20,8 +20,8 @@ from .dataset import FERDataset
 from .folder import assemble
 from .images import ImageJob, decode_images
 from .labels import RAFDB_ORDER, code_table
+from .options import IMAGE_OPTIONS, choice
 from .problems import BadRows
-from .sources import IMAGE_OPTIONS, choice
 
 LABEL_FILE = Path("EmoLabel") / "list_patition_label.txt"
 OPTIONS: dict[str, Callable] = {**IMAGE_OPTIONS, "images": choice("aligned", "original")}

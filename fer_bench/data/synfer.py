@@ -272,16 +272,24 @@ def _paint(img: torch.Tensor, mask: torch.Tensor, colour: _Num) -> None:
     img.add_((colour - img) * mask)
 
 
+_Param = Callable[[str], torch.Tensor]
+
+
+def _per_image(p: dict[str, torch.Tensor], b: int) -> _Param:
+    """Accessor for a chunk's per-image parameters, shaped B x 1 x 1 to broadcast over pixels."""
+    return lambda name: p[name].view(b, 1, 1)
+
+
 def _draw_face(cv: _Canvas, p: dict[str, torch.Tensor], au: dict[int, torch.Tensor]) -> None:
-    """Draw background, head and all facial parts of a chunk onto the canonical canvas."""
-    b = cv.img.shape[0]
+    """Draw background, head and all facial parts of a chunk onto the canonical canvas, back to
+    front (each part paints over the ones before it)."""
+    c = _per_image(p, cv.img.shape[0])
+    for part in (_draw_head, _draw_brows, _draw_eyes, _draw_nose, _draw_mouth):
+        part(cv, c, au)
 
-    def c(name: str) -> torch.Tensor:
-        return p[name].view(b, 1, 1)
 
+def _draw_head(cv: _Canvas, c: _Param, au: dict[int, torch.Tensor]) -> None:
     skin, fw, fh = c("skin"), c("fw"), c("fh")
-    dark = skin * 0.35
-
     # Background, hair (behind the head), neck, clothing, face.
     u, v, img = cv.window(-cv.R, cv.R, -cv.R, cv.R)
     img.copy_((c("bg") + c("bg_gx") * u) + c("bg_gy") * v)
@@ -296,10 +304,11 @@ def _draw_face(cv: _Canvas, p: dict[str, torch.Tensor], au: dict[int, torch.Tens
     face = cv.cov((k2.sqrt() - 1.0) * fw).mul_(cv.cov(c("hairline") - v))
     _paint(img, face, skin * (1.1 - 0.25 * k2))
 
-    ex, ey, ew, eh = c("ex"), c("ey"), c("ew"), c("eh")
+
+def _draw_brows(cv: _Canvas, c: _Param, au: dict[int, torch.Tensor]) -> None:
+    skin, ex, ey = c("skin"), c("ex"), c("ey")
     by_r = ey - c("bgap") + c("asym_brow_r")
     by_l = ey - c("bgap") + c("asym_brow_l")
-
     # Brow region: forehead lines (AU1/AU2), brows (AU1/2/4), glabella furrows (AU4).
     u, v, img = cv.window(-0.56, 0.56, -0.75, 0.05)
     ua = u.abs()
@@ -321,6 +330,10 @@ def _draw_face(cv: _Canvas, p: dict[str, torch.Tensor], au: dict[int, torch.Tens
     d = torch.maximum((ua - 0.035).abs() - 0.008, (v - by - 0.06).abs() - 0.05)
     img.sub_((au[4] - 0.15).clamp(min=0.0) * 0.4 * skin * cv.cov(d))
 
+
+def _draw_eyes(cv: _Canvas, c: _Param, au: dict[int, torch.Tensor]) -> None:
+    skin, ex, ey, ew, eh = c("skin"), c("ex"), c("ey"), c("ew"), c("eh")
+    dark = skin * 0.35
     # Eye region: socket shade, cheek raise (AU6) highlight, eyes.
     u, v, img = cv.window(-0.56, 0.56, -0.42, 0.26)
     du, dv = u.abs() - ex, v - ey
@@ -341,6 +354,10 @@ def _draw_face(cv: _Canvas, p: dict[str, torch.Tensor], au: dict[int, torch.Tens
     _paint(img, eye, 0.45 + 0.5 * skin)  # sclera
     _paint(img, cv.cov(torch.hypot(du - c("gaze"), dv - 0.004) - 0.055).mul_(eye), 0.1)  # iris
 
+
+def _draw_nose(cv: _Canvas, c: _Param, au: dict[int, torch.Tensor]) -> None:
+    skin, ey = c("skin"), c("ey")
+    dark = skin * 0.35
     # Nose: side lines, shadow under the tip, nostrils raised by AU9/AU10, wrinkles (AU9).
     ny = ey + c("nose")
     u, v, img = cv.window(-0.16, 0.16, -0.19, 0.37)
@@ -357,6 +374,10 @@ def _draw_face(cv: _Canvas, p: dict[str, torch.Tensor], au: dict[int, torch.Tens
     d = torch.maximum(rows, ua - 0.085)  # three short creases across the bridge
     img.sub_((au[9] - 0.1).clamp(min=0.0) * 0.8 * skin * cv.cov(d))
 
+
+def _draw_mouth(cv: _Canvas, c: _Param, au: dict[int, torch.Tensor]) -> None:
+    skin = c("skin")
+    ny = c("ey") + c("nose")
     # Mouth: corners up (AU12) / down (AU15), width (AU20 stretch, AU23 press), opening (AU26),
     # upper-lip raise (AU10) opening the top of the mouth; nasolabial folds (AU6/9/10/12).
     u, v, img = cv.window(-0.5, 0.5, 0.0, 0.9)
@@ -389,10 +410,7 @@ def _render(p: dict[str, torch.Tensor], a: torch.Tensor, size: int,
             g: torch.Generator) -> torch.Tensor:
     """Render one chunk: params (B each), AUs (B x len(AUS)) -> uint8 B x size x size."""
     b = a.shape[0]
-
-    def c(name: str) -> torch.Tensor:
-        return p[name].view(b, 1, 1)
-
+    c = _per_image(p, b)
     cv = _Canvas(b, size)
     _draw_face(cv, p, {k: a[:, i].view(b, 1, 1) for i, k in enumerate(AUS)})
 

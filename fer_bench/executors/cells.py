@@ -1,7 +1,8 @@
-"""What every executor shares: a cell as JSON (to cross process and machine boundaries without
-pickling code), deterministic shards, and `run_job` -- one cell through the runner, wherever it
-runs (a Ray worker, a SLURM array task, a subprocess), with the runner's lock, skip-if-complete
-and atomic writes, so `<out>/cells/` is the same whichever executor filled it.
+"""What every executor shares: a cell as JSON (`Cell.config()` / `Cell.from_config`, to cross
+process and machine boundaries without pickling code), deterministic shards, and `run_job` --
+one cell through the runner, wherever it runs (a Ray worker, a SLURM array task, a subprocess),
+with the runner's lock, skip-if-complete and atomic writes, so `<out>/cells/` is the same
+whichever executor filled it.
 
 Each attempt is also recorded in `<out>/logs/cells.jsonl` (one line per start and end, with
 host, pid and executor): on a cluster that is where you see which node ran a cell, and how
@@ -14,31 +15,13 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import fields
 from pathlib import Path
 
 from ..errors import ConfigError, FerBenchError
-from ..plan import Cell, TrainConfig
+from ..plan import Cell
 from ..results.store import RESULT_FILE, cell_dir
 
 EVENTS_FILE = Path("logs") / "cells.jsonl"
-
-
-# ------------------------------------------------------------------------------- cells as JSON
-
-def cell_from_config(config: dict) -> Cell:
-    """The inverse of `Cell.config()` (fields a config leaves out keep their defaults; JSON
-    lists become tuples again). The id is checked: a cell never runs under another's id."""
-    def tuples(d: dict) -> dict:
-        return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-
-    train = TrainConfig(**tuples(config["train"]))
-    keys = {f.name for f in fields(Cell)} - {"train"}
-    cell = Cell(**tuples({k: v for k, v in config.items() if k in keys}), train=train)
-    if json.loads(json.dumps(cell.config())) != json.loads(json.dumps(config)):
-        raise FerBenchError("a cell sent to a worker does not rebuild to the same config "
-                            "(different fer-bench versions on the driver and the worker?)")
-    return cell
 
 
 # ---------------------------------------------------------------------------------- sharding
@@ -110,7 +93,7 @@ def run_job(payload: dict, on_progress: Callable[[dict], None] | None = None) ->
     from ..registry import load_plugin
     from ..runner import is_complete, run_plan
 
-    cell, out = cell_from_config(payload["cell"]), Path(payload["out"])
+    cell, out = Cell.from_config(payload["cell"]), Path(payload["out"])
     try:
         for p in payload.get("plugins") or []:
             load_plugin(p)

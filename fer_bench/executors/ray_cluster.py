@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ..plan import Cell
 from ..runner import is_complete
-from . import require_extra
 from .cells import make_payload, record_crash, run_job
+from .options import require_extra
 
 
 class CellAttemptFailed(Exception):

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from .. import distributed
 from ..errors import ConfigError
+from ..plan import Cell
 
 T = TypeVar("T")
 
@@ -61,7 +62,9 @@ def on_ranks(lead: Callable[[], T], device: str = "auto") -> T | None:
                 return lead()
             finally:
                 distributed.release()
-        distributed.follow(run_cell)
+                distributed.quiesce()
+        distributed.follow(run_cell, Cell.from_config)
+        distributed.quiesce()
         return None
     finally:
         distributed.shutdown()

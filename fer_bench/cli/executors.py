@@ -1,5 +1,5 @@
 """The `fer-bench run` side of the executors: shards, the torchrun relaunch, the SLURM dry run,
-and progress + leaderboard for cells that ran in other processes."""
+and progress for cells that run in other processes (`run.print_summary` then ranks them)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from pathlib import Path
 import typer
 
 from .. import distributed
+from ..errors import ConfigError
+from ..executors import ExecOptions, execute
+from ..executors.cells import parse_shard, shard
+from ..executors.torchrun import launch_cli, on_ranks
 from ..plan import Cell
-from . import ExecOptions, execute
-from .cells import parse_shard, shard
-from .torchrun import launch_cli, on_ranks
+from ..runner import RunSummary
+from .common import console, err_console
 
 __all__ = ["ExecOptions", "launch_cli", "on_ranks", "print_dry_run", "relaunch", "run_and_report",
            "select_shard", "under_torchrun"]
@@ -35,8 +38,6 @@ def relaunch(nproc: int, opts: ExecOptions) -> None:
     if nproc == 1 or under_torchrun():
         return
     if opts.executor != "local" or opts.isolate:
-        from ..errors import ConfigError
-
         raise ConfigError("--nproc is for --executor local without --isolate; with Ray use "
                           "--gpus-per-cell N, with SLURM --slurm-gpus N (each cell then runs "
                           "as N torchrun processes)")
@@ -46,20 +47,16 @@ def relaunch(nproc: int, opts: ExecOptions) -> None:
 def print_dry_run(cells: list[Cell], out: Path, opts: ExecOptions, name: str, fmt: str) -> None:
     if opts.executor != "slurm":
         return
-    from ..cli.common import console, err_console
-    from .slurm import dry_run
+    from ..executors.slurm import dry_run
 
     text = dry_run(cells, out, opts, name)
     (console if fmt == "table" else err_console).print(text, markup=False, highlight=False)
 
 
-def run_and_report(cells: list[Cell], out: Path, opts: ExecOptions, rerun: bool, quiet: bool,
-                   name: str) -> None:
-    """Run through an executor, print each cell as it ends, then the leaderboard; exit 1 when a
-    cell failed (as the local path does)."""
-    from ..cli.common import console, err_console
-    from ..cli.run import print_summary
-
+def run_and_report(cells: list[Cell], out: Path, opts: ExecOptions, rerun: bool,
+                   quiet: bool) -> RunSummary:
+    """Run through an executor and print each cell as it ends; the caller prints the summary
+    (as the local path does)."""
     total, seen = len(cells), [0]
 
     def on_result(cell: Cell, report: dict) -> None:
@@ -71,5 +68,4 @@ def run_and_report(cells: list[Cell], out: Path, opts: ExecOptions, rerun: bool,
             console.print(f"{where} {'done' if report['status'] == 'ran' else 'skipped'} "
                           f"{cell.label}")
 
-    summary = execute(cells, out, opts, rerun=rerun, on_result=on_result)
-    print_summary(cells, out, summary, name, opts.executor)
+    return execute(cells, out, opts, rerun=rerun, on_result=on_result)
