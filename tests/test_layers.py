@@ -19,7 +19,10 @@ PKG = Path(fer_bench.__file__).parent
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundations", ("fer_bench", "fer_bench.errors", "fer_bench.registry",
                      "fer_bench.resources", "fer_bench.classes", "fer_bench.atomic",
-                     "fer_bench.locks")),
+                     "fer_bench.locks",
+                     # the device and precision rules: the plan resolves a cell's precision
+                     # with them, the engine applies them
+                     "fer_bench.compute")),
     # BackboneConfig is the preprocessing contract data.transforms reads: it imports nothing
     # of fer-bench, so it sits with the data although its file is under backbones/.
     ("data", ("fer_bench.data", "fer_bench.tensor_cache", "fer_bench.backbones.base")),
@@ -30,7 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # Metrics and statistics are computed by the engine as it evaluates (results/metrics.py
     # and results/stats.py import only foundations).
     ("train", ("fer_bench.engine", "fer_bench.regimes", "fer_bench.estimate",
-               "fer_bench.inputs", "fer_bench.compute", "fer_bench.distributed",
+               "fer_bench.inputs", "fer_bench.distributed",
                "fer_bench.bench", "fer_bench.results.metrics", "fer_bench.results.stats")),
     # The result files are written by the runner and the executors.
     ("run", ("fer_bench.runner", "fer_bench.executors", "fer_bench.results.store")),
@@ -44,13 +47,7 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {
     # issue 14, helper B: dataset_slug moves out of results.leaderboard.
     ("fer_bench.runner", "fer_bench.results.leaderboard"): "runner -> results.leaderboard",
 }
-KNOWN_CYCLES: dict[frozenset[str], str] = {
-    # issue 14, helper A: the text encoders stop importing the backbones package back.
-    frozenset({"fer_bench.backbones", "fer_bench.backbones.fer_nets",
-               "fer_bench.backbones.hf_family", "fer_bench.backbones.open_clip_family",
-               "fer_bench.backbones.timm_family", "fer_bench.text.encoders"}):
-        "backbones <-> text.encoders",
-}
+KNOWN_CYCLES: dict[frozenset[str], str] = {}
 
 
 def _modules() -> dict[str, Path]:

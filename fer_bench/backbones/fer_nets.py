@@ -13,7 +13,7 @@ from torch import nn
 
 from ..errors import FerBenchError
 from ..weights import is_local_file, load_state_file
-from . import register_backbone
+from .registration import register_backbone
 
 FER_MEAN, FER_STD = (0.5,), (0.25,)
 

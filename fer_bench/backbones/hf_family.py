@@ -22,7 +22,6 @@ from torch import nn
 from ..errors import ConfigError, FerBenchError
 from ..text.encoders import TextEncoder
 from ..weights import hub_access, missing_weights_error
-from . import BackboneSpec, family
 from .base import (
     CLIP_MEAN,
     CLIP_STD,
@@ -33,6 +32,7 @@ from .base import (
     count_params_m,
     measure,
 )
+from .registration import BackboneSpec, family
 
 CLIP_TYPES = ("clip", "clip_vision_model")
 

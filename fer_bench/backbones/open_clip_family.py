@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from ..text.clip_models import MODEL_HINT, build_clip, knows_open_clip, list_open_clip
 from ..text.encoders import OpenClipTextEncoder
-from . import BackboneSpec, family
 from .base import Backbone, BackboneConfig, count_params_m
+from .registration import BackboneSpec, family
 
 
 @family("open_clip", knows=knows_open_clip, list_models=list_open_clip,

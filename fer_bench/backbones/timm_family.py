@@ -11,8 +11,8 @@ import torch
 
 from ..errors import FerBenchError, UnknownNameError
 from ..weights import hub_access, is_local_file, local_file, missing_weights_error
-from . import FAMILIES, BackboneSpec, family
 from .base import Backbone, BackboneConfig, count_params_m
+from .registration import FAMILIES, BackboneSpec, family
 
 
 def knows_timm(model: str) -> bool:
