@@ -42,9 +42,9 @@ from .backbones import (
     parse_spec,
 )
 from .backbones.cards import read_card
-from .compute import amp_dtype, pick_device
 from .errors import ConfigError, FerBenchError, UnknownNameError
 from .heads import HeadSpec, head_spec
+from .levers import amp_dtype, pick_device
 from .resources import data_files, read_toml
 
 AXES = ("backbones", "prompts", "heads", "text_encoders", "datasets", "seeds", "regimes")

@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 from fer_bench.adaptation import parse_regime
-from fer_bench.engine import build_model, reload_trained
 from fer_bench.errors import ConfigError
 from fer_bench.plan import Benchmark, Cell, TrainConfig, expand
-from fer_bench.regimes import apply_regime, freeze_norm_statistics
-from fer_bench.runner import run_plan, validate_cells
+from fer_bench.run import run_plan, validate_cells
+from fer_bench.train.engine import build_model, reload_trained
+from fer_bench.train.regimes import apply_regime, freeze_norm_statistics
 
 SMALL = "synfer:n=500"
 VIT = "open_clip:test-ViT-nano@none"  # registered below: 2 layers, width 64, 32 px
@@ -244,8 +244,8 @@ def test_artifact_refuses_other_base_weights(adapted_run):
 def test_out_of_memory_retry_rebuilds_the_regime(monkeypatch, regime):
     """oom_retry starts the cell again from a fresh model at half the batch: the regime is applied
     once to that model (same trainable set as without the retry), and the retry is recorded."""
-    from fer_bench.engine import run_cell
-    from fer_bench.inputs import ImageInputs
+    from fer_bench.train.engine import run_cell
+    from fer_bench.train.inputs import ImageInputs
 
     real, seen = ImageInputs.train_batch, []
 

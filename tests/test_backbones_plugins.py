@@ -14,7 +14,7 @@ import fer_bench
 from fer_bench.backbones import BACKBONES, create_backbone
 from fer_bench.cli import app
 from fer_bench.plan import Cell, TrainConfig
-from fer_bench.runner import run_plan
+from fer_bench.run import run_plan
 from tests.conftest import TINY
 
 PLUGIN = """

@@ -140,8 +140,8 @@ def test_checkpoint_and_log_are_kept(run_dir: Path):
 
     from fer_bench.data import load_dataset
     from fer_bench.data.transforms import Preprocess
-    from fer_bench.engine import build_model
     from fer_bench.plan import Cell, TrainConfig
+    from fer_bench.train.engine import build_model
 
     r = next(r for r in results(run_dir) if r["head"] == "linear")
     cdir = run_dir / "cells" / r["cell_id"]

@@ -18,7 +18,7 @@ def demo_results(tmp_path_factory) -> list[dict]:
     """One cell per encoder (the demo's linear rows plus fer_cnn's lasted row), as the demo
     trains them but on SMALL."""
     from fer_bench.results.leaderboard import load_results
-    from fer_bench.runner import run_plan
+    from fer_bench.run import run_plan
 
     bench = load_benchmark(find_benchmark("demo"))
     bench.datasets = [SMALL]

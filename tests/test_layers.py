@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                      "fer_bench.locks",
                      # the device and precision rules: the plan resolves a cell's precision
                      # with them, the engine applies them
-                     "fer_bench.compute")),
+                     "fer_bench.levers")),
     # BackboneConfig is the preprocessing contract data.transforms reads: it imports nothing
     # of fer-bench, so it sits with the data although its file is under backbones/.
     ("data", ("fer_bench.data", "fer_bench.tensor_cache", "fer_bench.backbones.base")),
@@ -32,11 +32,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("plan", ("fer_bench.plan",)),
     # Metrics and statistics are computed by the engine as it evaluates (results/metrics.py
     # and results/stats.py import only foundations).
-    ("train", ("fer_bench.engine", "fer_bench.regimes", "fer_bench.estimate",
-               "fer_bench.inputs", "fer_bench.distributed",
-               "fer_bench.bench", "fer_bench.results.metrics", "fer_bench.results.stats")),
+    ("train", ("fer_bench.train", "fer_bench.results.metrics", "fer_bench.results.stats")),
     # The result files are written by the runner and the executors.
-    ("run", ("fer_bench.runner", "fer_bench.executors", "fer_bench.results.store")),
+    ("run", ("fer_bench.run", "fer_bench.executors", "fer_bench.results.store")),
     ("results", ("fer_bench.results",)),
     ("cli", ("fer_bench.cli", "fer_bench.__main__")),
 ]
@@ -45,7 +43,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 # fails on an entry that no longer matches, so none outlives its fix).
 KNOWN_UPWARD: dict[tuple[str, str], str] = {
     # issue 14, helper B: dataset_slug moves out of results.leaderboard.
-    ("fer_bench.runner", "fer_bench.results.leaderboard"): "runner -> results.leaderboard",
+    ("fer_bench.run", "fer_bench.results.leaderboard"): "runner -> results.leaderboard",
 }
 KNOWN_CYCLES: dict[frozenset[str], str] = {}
 

@@ -10,12 +10,12 @@ from safetensors.torch import save_file
 
 from fer_bench import engine
 from fer_bench.backbones import create_backbone
-from fer_bench.compute import amp_dtype, autocast_for
 from fer_bench.data.transforms import Preprocess
-from fer_bench.engine import build_model, run_cell
-from fer_bench.inputs import FeatureInputs, ImageInputs, forward_all
+from fer_bench.levers import amp_dtype, autocast_for
 from fer_bench.plan import Cell, TrainConfig
 from fer_bench.tensor_cache import TensorCache
+from fer_bench.train.engine import build_model, run_cell
+from fer_bench.train.inputs import FeatureInputs, ImageInputs, forward_all
 
 from .conftest import TINY
 
@@ -167,7 +167,7 @@ def test_bf16_autocast_and_channels_last_agree_with_fp32(backbone, tiny_dataset)
 def test_amp_auto_is_fp32_on_every_cpu(monkeypatch):
     """The default's figures must not depend on the CPU family: bf16 is asked for, never
     implied, on the CPU."""
-    import fer_bench.compute as compute
+    import fer_bench.levers as compute
 
     for fast in (False, True):
         monkeypatch.setattr(compute, "cpu_has_fast_bf16", lambda fast=fast: fast)
@@ -183,7 +183,7 @@ def test_amp_auto_is_fp32_on_every_cpu(monkeypatch):
     ("fpu avx2", False),
 ])
 def test_native_bf16_is_read_from_the_cpu_flags_line(flags, native):
-    from fer_bench.compute import has_native_bf16
+    from fer_bench.levers import has_native_bf16
 
     text = f"processor\t: 0\nmodel name\t: Some amx_bf16 CPU\nflags\t\t: {flags}\n"
     assert has_native_bf16(text) is native
@@ -191,7 +191,7 @@ def test_native_bf16_is_read_from_the_cpu_flags_line(flags, native):
 
 
 def test_matmul_peak_is_the_faster_of_blas_and_onednn_on_cpu(monkeypatch):
-    import fer_bench.bench as bench
+    import fer_bench.train.throughput as bench
 
     cpu = torch.device("cpu")
     assert set(bench.peak_kernels(cpu, None, seconds=0.1)) == {"matmul", "gemm_onednn"}

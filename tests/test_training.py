@@ -13,9 +13,9 @@ from fer_bench.backbones import register_backbone
 from fer_bench.classes import CANONICAL
 from fer_bench.cli import app
 from fer_bench.data import DATASETS, FERDataset, Split
-from fer_bench.engine import build_model, run_cell
 from fer_bench.plan import Cell, TrainConfig
 from fer_bench.text import TextEncoder
+from fer_bench.train.engine import build_model, run_cell
 
 from .conftest import TINY
 
@@ -92,7 +92,7 @@ def test_regimes_freeze_exactly(tiny_dataset, regime, image_trains, text_trains)
     enc = model.backbone.encoder
     before_img = {k: v.clone() for k, v in enc.state_dict().items()}
     before_txt = {k: v.clone() for k, v in text.state_dict().items()}
-    from fer_bench.regimes import encoder_blocks
+    from fer_bench.train.regimes import encoder_blocks
 
     blocks = encoder_blocks(enc)
     last_block_params = {id(p) for p in blocks[-1].parameters()}
@@ -103,7 +103,7 @@ def test_regimes_freeze_exactly(tiny_dataset, regime, image_trains, text_trains)
     assert all(p.requires_grad for p in model.head.projection.parameters())
 
     from fer_bench.data.transforms import Preprocess
-    from fer_bench.regimes import freeze_norm_statistics
+    from fer_bench.train.regimes import freeze_norm_statistics
 
     pre = Preprocess(model.backbone.config)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)

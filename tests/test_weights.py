@@ -203,7 +203,7 @@ def test_card_source_is_checked(tmp_path):
 
 
 def test_run_stops_before_any_work_with_one_message_per_missing_weight(tmp_path, monkeypatch):
-    import fer_bench.runner as runner_mod
+    import fer_bench.run as runner_mod
 
     def refuse(*a, **k):
         raise AssertionError("nothing may run when weights are missing")

@@ -23,10 +23,10 @@ REGIMES = ["full", "image", "lora:r=8", "adapter", "vpt:8"]
 CHILD = r"""
 import json, sys
 from pathlib import Path
-from fer_bench.bench import _rss_reset, _status_kb
+from fer_bench.train.throughput import _rss_reset, _status_kb
 from fer_bench.data import load_dataset
 from fer_bench.plan import Benchmark, TrainConfig, expand
-from fer_bench.runner import run_plan
+from fer_bench.run import run_plan
 import open_clip, peft, torch  # noqa: F401  (imported before the baseline)
 spec = json.loads(sys.argv[1])
 bench = Benchmark(**{**spec["bench"], "train": TrainConfig(**spec["train"])})

@@ -23,7 +23,7 @@ from _report import report
 
 CHILD = r"""
 import json, sys
-from fer_bench.bench import _rss_reset, _status_kb
+from fer_bench.train.throughput import _rss_reset, _status_kb
 from fer_bench.data import load_dataset
 import numpy, torch  # noqa: F401  (imported before the baseline)
 base = _rss_reset()

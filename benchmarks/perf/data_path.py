@@ -27,11 +27,11 @@ import torch
 from _report import report
 from PIL import Image
 
-from fer_bench.compute import cpu_has_fast_bf16
 from fer_bench.data import load_dataset
 from fer_bench.data.transforms import Augment
-from fer_bench.engine import make_optimizer, prepare, train_sgd
+from fer_bench.levers import cpu_has_fast_bf16
 from fer_bench.plan import Cell, TrainConfig
+from fer_bench.train.engine import make_optimizer, prepare, train_sgd
 
 BATCH, WORKERS = 64, 2
 CPU = torch.device("cpu")

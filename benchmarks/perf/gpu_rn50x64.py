@@ -23,7 +23,7 @@ def main() -> int:
     if not torch.cuda.is_available():
         report("gpu_rn50x64_lasted_bf16_mfu", None, 0.35, skipped="no CUDA device")
         return 0
-    from fer_bench.bench import BenchOptions, bench_backbone
+    from fer_bench.train.throughput import BenchOptions, bench_backbone
 
     opts = BenchOptions(head="lasted", batch=args.batch, steps=args.steps, image_size=448,
                         amp="bf16", device="cuda", regime="full", text_encoder="paired")

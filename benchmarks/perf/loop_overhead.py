@@ -25,9 +25,9 @@ import time
 import torch
 from _report import report
 
-from fer_bench.bench import _dataset
-from fer_bench.engine import make_optimizer, prepare, train_sgd
 from fer_bench.plan import Cell, TrainConfig
+from fer_bench.train.engine import make_optimizer, prepare, train_sgd
+from fer_bench.train.throughput import _dataset
 
 BATCH = 64
 CPU = torch.device("cpu")

@@ -1,4 +1,4 @@
-"""The dry-run memory estimate (fer_bench/estimate.py) against the peak measured on CPU: whole
+"""The dry-run memory estimate (fer_bench/train/estimate.py) against the peak measured on CPU: whole
 cells (one epoch on a small SynFER, then validation and test evaluation at batch 96) of two
 encoders at two batch sizes each, plus LoRA and VPT on the ViT. Target: every estimate
 within 25% of its measured peak.
@@ -23,17 +23,17 @@ from dataclasses import asdict
 
 from _report import report
 
-from fer_bench.estimate import estimate
 from fer_bench.plan import Cell, TrainConfig
+from fer_bench.train.estimate import estimate
 
 DATASET = "synfer:n=1200"  # val and test splits of 120: evaluation batches of EVAL_BATCH
 EVAL_BATCH = 96
 CHILD = r"""
 import json, sys
 import torch
-from fer_bench.bench import _rss_reset, _status_kb
+from fer_bench.train.throughput import _rss_reset, _status_kb
 from fer_bench.data import load_dataset
-from fer_bench.engine import run_cell
+from fer_bench.train.engine import run_cell
 from fer_bench.plan import Cell, TrainConfig
 import open_clip, peft, timm  # noqa: F401  (imported before the baseline)
 torch.set_num_threads(2)

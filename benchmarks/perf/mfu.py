@@ -17,7 +17,8 @@ import sys
 import torch
 from _report import report
 
-from fer_bench.bench import (
+from fer_bench.levers import amp_dtype
+from fer_bench.train.throughput import (
     BenchOptions,
     PeakMeter,
     bench_backbone,
@@ -25,7 +26,6 @@ from fer_bench.bench import (
     honest_mfu,
     peak_kernels,
 )
-from fer_bench.compute import amp_dtype
 
 
 def _kernels_around(cpu: torch.device, meter: PeakMeter, run) -> tuple[dict[str, float], object]:

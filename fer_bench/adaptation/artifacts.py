@@ -2,7 +2,7 @@
 directory holds every parameter that trained (LoRA factors, adapters, visual tokens, the head,
 learned prompt context) under its name in the cell's model, plus metadata naming the regime and
 the sha256 digests of the frozen base weights it must be loaded onto (see
-`fer_bench.engine.reload_trained`). The base weights are not copied: a LoRA'd RN50x64's
+`fer_bench.train.engine.reload_trained`). The base weights are not copied: a LoRA'd RN50x64's
 artifact is megabytes, not 1.7 GB."""
 
 from __future__ import annotations

@@ -41,8 +41,8 @@ def bench(
     machine reaches (BLAS or, on the CPU, oneDNN, whichever is faster) in the same run and
     precision, sampled before and after each timed mode; the best sample counts, and a
     machine too noisy to trust is flagged (`?`)."""
-    from ..bench import MODES, BenchOptions, PeakMeter, bench_backbone
-    from ..engine import pick_device
+    from ..train.engine import pick_device
+    from ..train.throughput import MODES, BenchOptions, PeakMeter, bench_backbone
 
     load_plugins(plugin)
     if fmt not in ("table", "json"):

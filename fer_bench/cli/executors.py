@@ -7,13 +7,13 @@ from pathlib import Path
 
 import typer
 
-from .. import distributed
 from ..errors import ConfigError
 from ..executors import ExecOptions, execute
 from ..executors.cells import parse_shard, shard
 from ..executors.torchrun import launch_cli, on_ranks
 from ..plan import Cell
-from ..runner import RunSummary
+from ..run import RunSummary
+from ..train import distributed
 from .common import console, err_console
 
 __all__ = ["ExecOptions", "launch_cli", "on_ranks", "print_dry_run", "relaunch", "run_and_report",

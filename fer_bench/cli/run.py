@@ -187,7 +187,7 @@ def run(
     if not dry_run:
         ex.relaunch(nproc, opts)
 
-    from ..runner import validate_cells
+    from ..run import validate_cells
 
     if dry_run:  # data may live on the machine that will run it: paths are only warned about
         validate_cells(cells, check_paths=False)
@@ -297,9 +297,9 @@ def _print_plan(cells, out: Path, fmt: str) -> None:
     per cell the input size, precision, weights and (where cells differ) the schedule."""
     from dataclasses import asdict
 
-    from ..estimate import estimate
     from ..plan import resolve
-    from ..runner import is_complete
+    from ..run import is_complete
+    from ..train.estimate import estimate
     from . import plan_table as pt
 
     varying = pt.varying_schedule_keys(cells)
@@ -323,8 +323,9 @@ def _print_plan(cells, out: Path, fmt: str) -> None:
         console.print(table)
     console.print("px = input size; state GB = fp32 weights + gradients + optimizer moments of "
                   "what trains; act GB = activations saved for backward at batch_size (halved "
-                  "under amp); peak GB = estimated peak (fer_bench/estimate.py); GMACs = image "
-                  "encoder forward per image at its card's input size; precision as resolved on "
+                  "under amp); peak GB = estimated peak (fer_bench/train/estimate.py); GMACs = "
+                  "image encoder forward per image at its card's input size; precision as "
+                  "resolved on "
                   "this machine's device.")
     configs = [asdict(c.train) for c in cells]  # only what every cell shares is "shared"
     shared = {k: v for k, v in configs[0].items() if all(t[k] == v for t in configs)}
@@ -384,7 +385,7 @@ def _run_with_progress(cells, out: Path, rerun: bool, quiet: bool, name: str,
     )
 
     from ..locks import describe_owner
-    from ..runner import run_plan
+    from ..run import run_plan
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=console,

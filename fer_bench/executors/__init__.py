@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..plan import Cell
-from ..runner import RunSummary
+from ..run import RunSummary
 from .options import EXECUTORS, ExecOptions, all_plugins, require_extra
 
 OnResult = Callable[[Cell, dict], None]
@@ -20,7 +20,7 @@ def execute(cells: list[Cell], out: Path, opts: ExecOptions, *, rerun: bool = Fa
     """Run the cells with the chosen executor (not the in-process local path, which is
     `runner.run_plan`) and summarise as the runner does."""
     from ..results.store import check_results_dir
-    from ..runner import validate_cells
+    from ..run import validate_cells
 
     opts.validate()
     # Names, combinations and prompt sets fail here, before anything is submitted; datasets

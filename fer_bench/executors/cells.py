@@ -91,7 +91,7 @@ def run_job(payload: dict, on_progress: Callable[[dict], None] | None = None) ->
     skipped | failed, "error"}. Safe to repeat: a retry after a crash finds the cell's lock
     free and its result absent, and runs it; a retry after success skips it."""
     from ..registry import load_plugin
-    from ..runner import is_complete, run_plan
+    from ..run import is_complete, run_plan
 
     cell, out = Cell.from_config(payload["cell"]), Path(payload["out"])
     try:
@@ -130,7 +130,7 @@ def record_crash(out: Path, cell: Cell, reason: str, executor: str) -> None:
     with the reason, as the runner does for a cell that raised -- unless the cell finished
     after all or another process holds it."""
     from ..locks import try_lock
-    from ..runner import base_result, is_complete, lock_path, save_cell
+    from ..run import base_result, is_complete, lock_path, save_cell
 
     lock = try_lock(lock_path(out, cell), cell.label)
     if lock is None:

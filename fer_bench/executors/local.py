@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from ..plan import Cell
-from ..runner import is_complete
+from ..run import is_complete
 from .cells import make_payload, record_crash
 
 

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from ..plan import Cell
-from ..runner import is_complete
+from ..run import is_complete
 from .cells import make_payload, record_crash, run_job
 from .options import require_extra
 

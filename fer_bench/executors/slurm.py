@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..plan import Cell
-from ..runner import is_complete
+from ..run import is_complete
 from .cells import make_payload, record_crash, run_job
 from .options import require_extra
 

@@ -1,6 +1,6 @@
 """One cell across several GPUs: `fer-bench run --nproc N` re-launches the same command under
 `torchrun`, and under torchrun every rank walks the matrix with rank 0 (see
-`fer_bench.distributed`)."""
+`fer_bench.train.distributed`)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from .. import distributed
 from ..errors import ConfigError
 from ..plan import Cell
+from ..train import distributed
 
 T = TypeVar("T")
 
@@ -52,7 +52,7 @@ def launch_cli(nproc: int, argv: list[str] | None = None) -> int:
 def on_ranks(lead: Callable[[], T], device: str = "auto") -> T | None:
     """Under torchrun: rank 0 runs `lead` (the normal runner: locks, skips, writes) and
     announces each cell it starts; the other ranks join those cells and write nothing."""
-    from ..engine import run_cell
+    from ..train.engine import run_cell
 
     distributed.init_from_env(device)
     try:

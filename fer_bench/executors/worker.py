@@ -22,7 +22,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         payload = json.loads(Path(argv[0]).read_text())
-        from .. import distributed
+        from ..train import distributed
 
         if distributed.env_world_size() > 1:  # one cell as N ranks (torchrun)
             from ..registry import load_plugin

@@ -18,8 +18,8 @@ from PIL import Image
 
 from fer_bench.data import load_dataset
 from fer_bench.data.synfer import generate
-from fer_bench.engine import pick_device, prepare, run_cell
 from fer_bench.plan import Cell, TrainConfig
+from fer_bench.train.engine import pick_device, prepare, run_cell
 
 from .tiny_clip import MODEL, register
 

@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from fer_bench.engine import build_model, epoch_steps, run_cell
 from fer_bench.heads.contrastive import INIT_LOGIT_SCALE
 from fer_bench.plan import Cell, TrainConfig
 from fer_bench.tensor_cache import TensorCache
+from fer_bench.train.engine import build_model, epoch_steps, run_cell
 
 from ..conftest import TINY
 from .tiny_clip import register

@@ -230,7 +230,7 @@ def test_results_from_a_newer_schema_are_refused(tmp_path, plugin, monkeypatch, 
 
 def test_a_newer_result_for_a_planned_cell_is_not_overwritten(tmp_path, plugin):
     from fer_bench.errors import FerBenchError
-    from fer_bench.runner import is_complete, run_plan
+    from fer_bench.run import is_complete, run_plan
 
     from .test_kill import tiny_cells
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fer_bench.runner import run_plan
+from fer_bench.run import run_plan
 
 from .conftest import SAFETY_S, Child, results_of, run_args
 from .test_kill import tiny_cells

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fer_bench import atomic
-from fer_bench.runner import ResultNotSaved, run_plan
+from fer_bench.run import ResultNotSaved, run_plan
 
 from .conftest import cells_of, cli, run_args
 from .test_kill import tiny_cells

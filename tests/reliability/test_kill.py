@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fer_bench.plan import Benchmark, TrainConfig, expand
-from fer_bench.runner import run_plan
+from fer_bench.run import run_plan
 
 from .conftest import Child, cells_of, run_args
 

@@ -86,7 +86,7 @@ def test_names_with_paths_stay_inside_the_output_directory(tmp_path: Path, plugi
 
     from fer_bench import engine
     from fer_bench.plan import Benchmark, TrainConfig, expand
-    from fer_bench.runner import run_plan
+    from fer_bench.run import run_plan
 
     evil_weights = tmp_path / "outside" / ".." / ".." / "escape.pth"
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .classes import CANONICAL
-from .data import FERDataset, Split
-from .heads import head_spec
-from .plan import Cell, TrainConfig
+from ..classes import CANONICAL
+from ..data import FERDataset, Split
+from ..heads import head_spec
+from ..plan import Cell, TrainConfig
 
 MODES = ("train", "infer")
 
@@ -282,7 +282,7 @@ def bench_backbone(spec: str, modes: tuple[str, ...], opts: BenchOptions,
                    meter: PeakMeter | None = None) -> list[BenchRow]:
     """Rows for one backbone. The matmul peak is sampled before and after each timed mode
     (`meter` keeps the samples across backbones); MFU is taken against the best sample."""
-    from .backbones.base import measure
+    from ..backbones.base import measure
     from .engine import pick_device, prepare
 
     device = pick_device(opts.device)

@@ -22,7 +22,7 @@ import torch
 from torch import distributed as dist
 from torch import nn
 
-from .errors import FerBenchError
+from ..errors import FerBenchError
 
 T = TypeVar("T")
 _leading = False  # rank 0 announces each cell to the followers (set by `lead`)

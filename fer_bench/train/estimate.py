@@ -23,11 +23,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .adaptation import apply_adaptation, parse_regime
-from .backbones import cards, create_backbone, describe
-from .backbones.base import BackboneConfig
-from .backbones.cards import read_card
-from .plan import Cell, ResolvedCell, TrainConfig, resolve
+from ..adaptation import apply_adaptation, parse_regime
+from ..backbones import cards, create_backbone, describe
+from ..backbones.base import BackboneConfig
+from ..backbones.cards import read_card
+from ..plan import Cell, ResolvedCell, TrainConfig, resolve
 from .regimes import encoder_blocks, set_trainable
 
 BYTES_FP32 = 4

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 # Attribute paths of block sequences in the families fer-bench builds (timm, open_clip, HF).
 BLOCK_PATHS = ("blocks", "stages", "layers", "transformer.resblocks", "encoder.layer",
@@ -92,7 +92,7 @@ def apply_regime(image_encoder: nn.Module, text_encoder: nn.Module | None, regim
                  feature_dim: int = 0, who: str = "cell") -> dict:
     """Freeze exactly what the regime says (adding the adaptation regimes' parameters); returns
     a record for the results."""
-    from .adaptation import apply_adaptation, parse_regime
+    from ..adaptation import apply_adaptation, parse_regime
 
     spec = parse_regime(regime)
     set_trainable(image_encoder, spec.kind in ("full", "image"))

@@ -15,11 +15,11 @@ from dataclasses import asdict
 import torch
 from torch import nn
 
+from ..data import Split
+from ..data.transforms import Preprocess, merge_crops
+from ..plan import TrainConfig
+from ..tensor_cache import TensorCache, module_digest, tensor_digest
 from . import distributed
-from .data import Split
-from .data.transforms import Preprocess, merge_crops
-from .plan import TrainConfig
-from .tensor_cache import TensorCache, module_digest, tensor_digest
 
 FEATURES_VERSION = 2  # bump when the way features are computed changes (2: eval crop)
 

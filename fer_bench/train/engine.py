@@ -13,10 +13,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import distributed  # DDP hooks (torchrun): no-ops in one process
-from .adaptation.artifacts import base_digests, is_adaptation, trained_state
-from .backbones import Backbone, create_backbone
-from .compute import (
+from ..adaptation.artifacts import base_digests, is_adaptation, trained_state
+from ..backbones import Backbone, create_backbone
+from ..data import FERDataset, load_dataset
+from ..data.targets import soft_target_loss
+from ..data.transforms import Preprocess
+from ..errors import ConfigError, DataError, FerBenchError
+from ..heads import ClassText, FeatureFit, Head
+from ..levers import (
     autocast_for,
     enable_tf32,
     is_out_of_memory,
@@ -25,18 +29,14 @@ from .compute import (
     release_memory,
     wants_channels_last,
 )
-from .data import FERDataset, load_dataset
-from .data.targets import soft_target_loss
-from .data.transforms import Preprocess
-from .errors import ConfigError, DataError, FerBenchError
-from .heads import ClassText, FeatureFit, Head
+from ..plan import Cell, ResolvedCell, TrainConfig, resolve
+from ..results.metrics import compute_metrics
+from ..results.stats import intervals
+from ..tensor_cache import TensorCache
+from ..text import TextEncoder, create_text_encoder, load_prompt_set
+from . import distributed  # DDP hooks (torchrun): no-ops in one process
 from .inputs import FeatureInputs, ImageInputs, frozen_image_encoder
-from .plan import Cell, ResolvedCell, TrainConfig, resolve
 from .regimes import apply_regime, freeze_norm_statistics
-from .results.metrics import compute_metrics
-from .results.stats import intervals
-from .tensor_cache import TensorCache
-from .text import TextEncoder, create_text_encoder, load_prompt_set
 
 ProgressFn = Callable[[dict], None]
 CUDA_SYNC_EVERY = 20  # CUDA steps between loss checks (finite?) and progress-bar loss updates
@@ -586,7 +586,7 @@ def reload_trained(cell: Cell, path, device: str = "cpu") -> Prepared:
     (`trained.safetensors`), ready to evaluate: the base digests must match the file's."""
     from pathlib import Path
 
-    from .adaptation.artifacts import check_base, decode, load_into
+    from ..adaptation.artifacts import check_base, decode, load_into
 
     path = Path(path)
     state, meta = decode(path.read_bytes(), str(path))

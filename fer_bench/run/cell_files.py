@@ -1,0 +1,148 @@
+"""A cell's files in `<out>/cells/<id>/`: what a result holds before training (`base_result`),
+how a finished cell is written (predictions and artifacts first, then result.json, the commit
+point carrying their checksum) and when a cell counts as complete."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..adaptation.artifacts import TRAINED_FILE
+from ..adaptation.artifacts import encode as encode_trained
+from ..atomic import WriteError, atomic_save_npz, atomic_write_bytes, file_sha256, write_json_atomic
+from ..errors import FerBenchError
+from ..plan import Cell
+from ..results.leaderboard import dataset_slug
+from ..results.store import (
+    RESULT_FILE,
+    SCHEMA_VERSION,
+    NewerSchemaError,
+    cell_dir,
+    read_result,
+)
+
+PREDICTIONS_FILE = "predictions.npz"
+ARTIFACTS_FILE = "artifacts.npz"
+CHECKPOINT_FILE = "checkpoint.safetensors"  # best-on-validation weights (--keep-checkpoints)
+
+
+class ResultNotSaved(FerBenchError):
+    """A finished cell's files could not be written (disk full, ...): the matrix stops."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def environment() -> dict:
+    env = {"torch": torch.__version__, "fer_bench": __version__,
+           "python": platform.python_version(), "platform": platform.platform(),
+           "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+           "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() else
+           platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    for mod in ("timm", "open_clip", "transformers", "numpy"):
+        with contextlib.suppress(Exception):  # optional libraries: record what is there
+            env[mod] = __import__(mod).__version__
+    return env
+
+
+def result_ok(cdir: Path, data: dict) -> bool:
+    if data.get("status") != "ok":
+        return False
+    digest = data.get("predictions_sha256")
+    if digest is None:
+        return True  # written before predictions were checksummed
+    pred = cdir / PREDICTIONS_FILE
+    try:
+        return pred.is_file() and file_sha256(pred) == digest
+    except OSError:
+        return False
+
+
+def is_complete(out: Path, cell: Cell) -> bool:
+    """A cell is complete when its result says ok and its predictions match the result. A
+    result that cannot be read is redone, not trusted; one from a newer fer-bench is refused."""
+    cdir = cell_dir(out, cell.cell_id)
+    path = cdir / RESULT_FILE
+    if not path.is_file():
+        return False
+    try:
+        return result_ok(cdir, read_result(path))
+    except NewerSchemaError:
+        raise
+    except FerBenchError:
+        return False
+
+
+def base_result(cell: Cell) -> dict:
+    return {"schema": SCHEMA_VERSION, "cell_id": cell.cell_id, "status": "ok", "error": None,
+            "backbone": cell.backbone, "prompts": cell.prompts, "head": cell.head,
+            "text_encoder": None, "dataset": cell.dataset, "split": "test", "seed": cell.seed,
+            "config": cell.config(), "metrics": None, "timing": None, "env": environment()}
+
+
+def json_safe(obj):
+    """NaN and infinities (a diverged validation loss) become null: JSON has no such numbers."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def _short_metrics(result: dict) -> str:
+    m = result.get("metrics") or {}
+    fd, acc = m.get("fear_disgust"), m.get("accuracy")
+    if acc is None:
+        return f"status {result['status']}"
+    return f"fear/disgust {fd if fd is None else round(100 * fd, 1)}, accuracy " \
+           f"{round(100 * acc, 1)}"
+
+
+def save_cell(out: Path, cell: Cell, result: dict, output=None) -> None:
+    """Write a cell's files: predictions (and artifacts) first, then result.json -- the commit
+    point, carrying the predictions' checksum. A write that fails stops the matrix with a clear
+    error and leaves no partial file."""
+    cdir = cell_dir(out, cell.cell_id)
+    try:
+        if output is not None:
+            pred = cdir / PREDICTIONS_FILE
+            atomic_save_npz(pred, compress=True, checksum=False, **output.predictions)
+            result["predictions_sha256"] = file_sha256(pred)
+            artifacts = getattr(output, "artifacts", None) or {}
+            if artifacts:
+                arrays = {k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor)
+                          else np.asarray(v) for k, v in artifacts.items()}
+                atomic_save_npz(cdir / ARTIFACTS_FILE, **arrays)
+            for spec, preds in (getattr(output, "cross_predictions", None) or {}).items():
+                name = f"predictions-{dataset_slug(spec)}.npz"
+                atomic_save_npz(cdir / name, compress=True, checksum=False, **preds)
+                result["cross"][spec]["predictions"] = name
+            if getattr(output, "trained", None) is not None:  # adaptation: trained params only
+                atomic_write_bytes(cdir / TRAINED_FILE, encode_trained(output.trained,
+                                                                       output.trained_meta))
+                result["trained_params_file"] = {
+                    "file": TRAINED_FILE, "sha256": file_sha256(cdir / TRAINED_FILE),
+                    "tensors": len(output.trained),
+                    "params": sum(t.numel() for t in output.trained.values())}
+            if getattr(output, "checkpoint", None) is not None:
+                from safetensors.torch import save  # tensors only: loads without unpickling
+
+                state = {k: v.float() if v.is_floating_point() else v
+                         for k, v in output.checkpoint.items()}
+                atomic_write_bytes(cdir / CHECKPOINT_FILE, save(state))
+        write_json_atomic(cdir / RESULT_FILE, json_safe(result))
+    except WriteError as e:
+        raise ResultNotSaved(e.path, f"{e}. Cell {cell.label} ({cell.cell_id}) finished "
+                             f"({_short_metrics(result)}) but its result is not saved; the "
+                             "matrix stops here (later cells would fail the same way). Free "
+                             "space and run again: finished cells are kept, this one is redone."
+                             ) from e

@@ -1,0 +1,1 @@
+"""Training: the loop, its inputs, regimes, DDP, the cost estimate and the throughput tool."""
