@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from fer_bench import distributed
 from fer_bench.executors.torchrun import strip_nproc, torchrun_command
+from fer_bench.train import distributed
 
 from .conftest import TINY
 

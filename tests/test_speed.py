@@ -8,12 +8,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from fer_bench import engine
 from fer_bench.backbones import create_backbone
 from fer_bench.data.transforms import Preprocess
 from fer_bench.levers import amp_dtype, autocast_for
 from fer_bench.plan import Cell, TrainConfig
 from fer_bench.tensor_cache import TensorCache
+from fer_bench.train import engine
 from fer_bench.train.engine import build_model, run_cell
 from fer_bench.train.inputs import FeatureInputs, ImageInputs, forward_all
 
@@ -341,8 +341,8 @@ def test_understated_peak_never_prints_mfu_above_100(monkeypatch):
 
     from typer.testing import CliRunner
 
-    from fer_bench import bench
     from fer_bench.cli import app
+    from fer_bench.train import throughput as bench
 
     calls = []
 
@@ -365,7 +365,7 @@ def test_understated_peak_never_prints_mfu_above_100(monkeypatch):
 
 
 def test_peak_spread_flags_a_noisy_machine(monkeypatch):
-    from fer_bench import bench
+    from fer_bench.train import throughput as bench
 
     rates = iter([100e9, 50e9])
     monkeypatch.setattr(bench, "compute_peak", lambda device, dtype, seconds=1.0: next(rates))

@@ -24,13 +24,13 @@ import numpy as np
 
 from ..classes import CANONICAL, CANONICAL8
 from ..errors import DataError
+from .bad_rows import BadRows
 from .cache import DatasetCache, cached, files_digest, source_stamp
 from .dataset import FERDataset
 from .folder import assemble
 from .images import ImageJob, decode_images, list_images_recursive
 from .labels import AFFECTNET_DROPPED, AFFECTNET_ORDER, code_table
 from .options import IMAGE_OPTIONS, flag
-from .problems import BadRows
 
 OPTIONS: dict[str, Callable] = {**IMAGE_OPTIONS, "crop": flag, "images": str}
 DEFAULT_SIZE = 112

@@ -10,12 +10,12 @@ import numpy as np
 
 from ..classes import CANONICAL
 from ..errors import DataError
+from .bad_rows import BadRows
 from .cache import DatasetCache, cached, source_stamp
 from .dataset import FERDataset
 from .fer2013_csv import USAGE_SPLIT, read_fer2013_csv
 from .folder import assemble, decode_tree, scan_classes, tree_cache
 from .labels import FER2013_ORDER, code_table
-from .problems import BadRows
 from .splits import make_split
 
 CSV_NAMES = ("fer2013.csv", "icml_face_data.csv")

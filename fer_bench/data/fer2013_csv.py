@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .problems import BadRows
+from .bad_rows import BadRows
 
 N_PIXELS = 48 * 48
 USAGE = {b"Training": 0, b"PublicTest": 1, b"PrivateTest": 2}

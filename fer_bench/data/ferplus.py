@@ -25,13 +25,13 @@ import numpy as np
 
 from ..classes import CANONICAL, CANONICAL8
 from ..errors import DataError
+from .bad_rows import BadRows
 from .cache import DatasetCache, cached, files_digest, source_stamp
 from .dataset import FERDataset
 from .fer2013 import find_csv
 from .fer2013_csv import USAGE, USAGE_SPLIT, read_fer2013_csv
 from .images import ImageJob, decode_images
 from .labels import FERPLUS_COLUMNS, code_table
-from .problems import BadRows
 from .splits import make_split
 
 MODES = ("majority", "probability", "multi_target")

@@ -13,10 +13,10 @@ import numpy as np
 
 from ..classes import CANONICAL, CANONICAL8, SYNONYMS, canonical_name
 from ..errors import DataError
+from .bad_rows import BadRows
 from .cache import DatasetCache, cached, files_digest
 from .dataset import FERDataset
 from .images import IMAGE_SUFFIXES, ImageJob, decode_images
-from .problems import BadRows
 from .splits import holdout, make_split
 
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .problems import BadRows
+from .bad_rows import BadRows
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")

@@ -15,13 +15,13 @@ import numpy as np
 
 from ..classes import CANONICAL
 from ..errors import DataError
+from .bad_rows import BadRows
 from .cache import DatasetCache, cached, files_digest, source_stamp
 from .dataset import FERDataset
 from .folder import assemble
 from .images import ImageJob, decode_images
 from .labels import RAFDB_ORDER, code_table
 from .options import IMAGE_OPTIONS, choice
-from .problems import BadRows
 
 LABEL_FILE = Path("EmoLabel") / "list_patition_label.txt"
 OPTIONS: dict[str, Callable] = {**IMAGE_OPTIONS, "images": choice("aligned", "original")}

@@ -25,6 +25,7 @@ from .validate import validate_cells
 WAIT_POLL_S = 0.5
 
 
+@dataclass
 class RunSummary:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)      # complete before, or done elsewhere

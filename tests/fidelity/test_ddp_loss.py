@@ -14,10 +14,10 @@ import torch.multiprocessing as mp
 from torch import distributed as dist
 from torch import nn
 
-from fer_bench import distributed
 from fer_bench.heads import head_spec
 from fer_bench.heads.contrastive import ContrastiveHead
 from fer_bench.plan import TrainConfig
+from fer_bench.train import distributed
 from fer_bench.train.engine import ClassBalance, batch_objective
 
 from .test_lasted_loss import FixedText

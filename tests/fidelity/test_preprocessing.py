@@ -12,8 +12,8 @@ from PIL import Image
 from timm.data import create_transform, resolve_data_config
 
 from fer_bench.backbones import create_backbone
+from fer_bench.data.bad_rows import BadRows
 from fer_bench.data.images import ImageJob, decode_images
-from fer_bench.data.problems import BadRows
 from fer_bench.data.transforms import Preprocess
 
 SIZES = [(300, 200), (200, 300), (48, 48), (64, 48), (60, 44)]

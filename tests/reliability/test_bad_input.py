@@ -27,7 +27,7 @@ device = "cpu"
 @pytest.fixture
 def no_work(monkeypatch):
     """Any attempt to build or train a cell fails the test."""
-    from fer_bench import engine
+    from fer_bench.train import engine
 
     def trained(*_a, **_k):
         raise AssertionError("a cell was started despite bad input")

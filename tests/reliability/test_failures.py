@@ -103,7 +103,7 @@ def test_disk_full_exits_2_with_one_clear_line(tmp_path: Path, plugin, monkeypat
 
 def test_non_finite_numbers_in_a_result_are_written_as_null(tmp_path: Path, plugin,
                                                             monkeypatch):
-    from fer_bench import engine
+    from fer_bench.train import engine
 
     real = engine.run_cell
 

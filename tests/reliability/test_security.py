@@ -84,9 +84,9 @@ def test_names_with_paths_stay_inside_the_output_directory(tmp_path: Path, plugi
     """Backbone specs, datasets and prompts with path characters only ever reach a hashed id."""
     from dataclasses import replace
 
-    from fer_bench import engine
     from fer_bench.plan import Benchmark, TrainConfig, expand
     from fer_bench.run import run_plan
+    from fer_bench.train import engine
 
     evil_weights = tmp_path / "outside" / ".." / ".." / "escape.pth"
 
