@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, FerBenchError
 from ..plan import Cell
-from ..results.store import RESULT_FILE, cell_dir
+from ..run import result_signature
 
 EVENTS_FILE = Path("logs") / "cells.jsonl"
 
@@ -47,16 +47,6 @@ def shard(cells: list[Cell], index: int, count: int) -> list[Cell]:
 
 
 # ------------------------------------------------------------------------------- the one job
-
-def result_signature(out: Path, cell: Cell) -> list | None:
-    """Identity of a cell's result file now (None when absent): a result whose signature
-    changes after the driver looked was written by an attempt of this run."""
-    try:
-        st = (cell_dir(out, cell.cell_id) / RESULT_FILE).stat()
-    except OSError:
-        return None
-    return [st.st_ino, st.st_mtime_ns, st.st_size]
-
 
 def log_event(out: Path, event: str, cell: Cell, executor: str, **extra) -> None:
     path = Path(out) / EVENTS_FILE

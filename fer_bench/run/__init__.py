@@ -20,9 +20,9 @@ Guarantees (docs/guarantees.md):
 
 from __future__ import annotations
 
-from .cell_files import ResultNotSaved, base_result, is_complete, save_cell
+from .cell_files import ResultNotSaved, base_result, is_complete, result_signature, save_cell
 from .matrix import RunSummary, lock_path, run_plan
 from .validate import check_combination, validate_cells
 
 __all__ = ["ResultNotSaved", "RunSummary", "base_result", "check_combination", "is_complete",
-           "lock_path", "run_plan", "save_cell", "validate_cells"]
+           "lock_path", "result_signature", "run_plan", "save_cell", "validate_cells"]

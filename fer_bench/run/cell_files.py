@@ -52,6 +52,17 @@ def environment() -> dict:
     return env
 
 
+def result_signature(out: Path, cell: Cell) -> list | None:
+    """Identity of a cell's result file now (None when absent): a result whose signature changes
+    after a process looked was written by someone else since (another process, or an attempt
+    of this run on a cluster)."""
+    try:
+        st = (cell_dir(out, cell.cell_id) / RESULT_FILE).stat()
+    except OSError:
+        return None
+    return [st.st_ino, st.st_mtime_ns, st.st_size]
+
+
 def result_ok(cdir: Path, data: dict) -> bool:
     if data.get("status") != "ok":
         return False

@@ -18,7 +18,7 @@ from ..locks import LOCK_DIR, Lock, describe_owner, read_owner, try_lock
 from ..plan import Cell
 from ..results.store import RESULT_FILE, NewerSchemaError, cell_dir, check_results_dir, read_result
 from ..train import engine  # engine.run_cell looked up per call: tests patch it
-from .cell_files import base_result, is_complete, result_ok, save_cell
+from .cell_files import base_result, is_complete, result_ok, result_signature, save_cell
 from .cell_log import CellLog
 from .validate import validate_cells
 
@@ -48,14 +48,6 @@ def _free_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def _signature(path: Path) -> tuple | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def lock_path(out: Path, cell: Cell) -> Path:
@@ -116,14 +108,13 @@ class _Matrix:
         # A result that changes after this moment was written by another process: it is
         # adopted, never redone, which is what makes a cell run once even with --rerun in two
         # processes.
-        self.start_sig = {c.cell_id: _signature(cell_dir(out, c.cell_id) / RESULT_FILE)
-                          for c in cells}
+        self.start_sig = {c.cell_id: result_signature(out, c) for c in cells}
 
     def cell_locked(self, cell: Cell, i: int) -> None:
         """Run one cell whose lock this process holds (or adopt what another process wrote)."""
         cdir = cell_dir(self.out, cell.cell_id)
         path = cdir / RESULT_FILE
-        if _signature(path) != self.start_sig[cell.cell_id]:
+        if result_signature(self.out, cell) != self.start_sig[cell.cell_id]:
             _adopt(cell, path, self.summary)
             return
         if not self.rerun and is_complete(self.out, cell):
