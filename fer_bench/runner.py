@@ -47,21 +47,22 @@ from .data.sources import dataset_entry, dataset_path
 from .errors import ConfigError, DataError, FerBenchError
 from .locks import LOCK_DIR, Lock, describe_owner, read_owner, try_lock
 from .plan import Cell, ResolvedCell, resolve
-from .results.leaderboard import dataset_slug
 from .results.store import (
+    ARTIFACTS_FILE,
+    CHECKPOINT_FILE,
+    LOG_FILE,
+    PREDICTIONS_FILE,
     RESULT_FILE,
     SCHEMA_VERSION,
+    CellResult,
     NewerSchemaError,
     cell_dir,
     check_results_dir,
+    cross_predictions_file,
     read_result,
 )
 from .text import check_text_encoder, load_prompt_set
 
-PREDICTIONS_FILE = "predictions.npz"
-ARTIFACTS_FILE = "artifacts.npz"
-CHECKPOINT_FILE = "checkpoint.safetensors"  # best-on-validation weights (--keep-checkpoints)
-LOG_FILE = "train.log"
 WAIT_POLL_S = 0.5
 
 
@@ -191,16 +192,7 @@ def environment() -> dict:
 
 
 def _result_ok(cdir: Path, data: dict) -> bool:
-    if data.get("status") != "ok":
-        return False
-    digest = data.get("predictions_sha256")
-    if digest is None:
-        return True  # written before predictions were checksummed
-    pred = cdir / PREDICTIONS_FILE
-    try:
-        return pred.is_file() and file_sha256(pred) == digest
-    except OSError:
-        return False
+    return CellResult.from_json(data, cdir / RESULT_FILE).complete()
 
 
 def is_complete(out: Path, cell: Cell) -> bool:
@@ -290,7 +282,7 @@ def save_cell(out: Path, cell: Cell, result: dict, output=None) -> None:
                           else np.asarray(v) for k, v in artifacts.items()}
                 atomic_save_npz(cdir / ARTIFACTS_FILE, **arrays)
             for spec, preds in (getattr(output, "cross_predictions", None) or {}).items():
-                name = f"predictions-{dataset_slug(spec)}.npz"
+                name = cross_predictions_file(spec)
                 atomic_save_npz(cdir / name, compress=True, checksum=False, **preds)
                 result["cross"][spec]["predictions"] = name
             if getattr(output, "trained", None) is not None:  # adaptation: trained params only

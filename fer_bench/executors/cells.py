@@ -19,10 +19,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, FerBenchError
 from ..plan import Cell
-from ..results.store import RESULT_FILE, cell_dir
-
-EVENTS_FILE = Path("logs") / "cells.jsonl"
-
+from ..results.store import EVENTS_FILE, RESULT_FILE, cell_dir
 
 # ---------------------------------------------------------------------------------- sharding
 
