@@ -84,3 +84,10 @@ def test_complete_checks_the_predictions_checksum(tmp_path):
 def test_cross_predictions_file_name():
     assert cross_predictions_file("synfer:n=900") == "predictions-synfer_n=900.npz"
     assert cross_predictions_file("a/b c") == "predictions-a_b_c.npz"
+
+
+def test_a_result_built_in_code_writes_the_base_keys_then_its_extras():
+    cell = CellResult(cell_id="abc", status="ok", extra={"finished_at": "now"})
+    data = cell.to_json()
+    assert list(data)[:3] == ["schema", "cell_id", "status"] and data["finished_at"] == "now"
+    assert CellResult.from_json(data) == cell

@@ -81,7 +81,8 @@ class CellResult:
                    keys=tuple(data))
 
     def to_json(self) -> dict:
-        return {k: getattr(self, k) if k in _BASE_KEYS else self.extra[k] for k in self.keys
+        order = [*self.keys, *(k for k in self.extra if k not in self.keys)]
+        return {k: getattr(self, k) if k in _BASE_KEYS else self.extra[k] for k in order
                 if k in _BASE_KEYS or k in self.extra}
 
     @property
