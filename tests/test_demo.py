@@ -14,10 +14,10 @@ SMALL = "synfer:n=3000,test_n=700"
 
 
 @pytest.fixture(scope="module")
-def demo_results(tmp_path_factory) -> list[dict]:
+def demo_results(tmp_path_factory) -> list:
     """One cell per encoder (the demo's linear rows plus fer_cnn's lasted row), as the demo
     trains them but on SMALL."""
-    from fer_bench.results.leaderboard import load_results
+    from fer_bench.results.rows import load_results
     from fer_bench.run import run_plan
 
     bench = load_benchmark(find_benchmark("demo"))
@@ -34,10 +34,10 @@ def demo_results(tmp_path_factory) -> list[dict]:
 
 def test_every_encoder_leaves_the_majority_class(demo_results):
     for r in demo_results:
-        m = r["metrics"]
+        m = r.metrics
         conf = np.asarray(m["confusion"])
         predicted = int((conf.sum(0) > 0).sum())
-        label = f"{r['backbone']}/{r['head']}: {m}"
+        label = f"{r.backbone}/{r.head}: {m}"
         assert predicted >= 4, label                      # not one or two classes
         assert m["balanced_accuracy"] > 0.30, label       # chance is 1/7
         assert m["accuracy"] > conf.sum(1).max() / conf.sum() + 0.02, label  # beats majority
@@ -45,7 +45,7 @@ def test_every_encoder_leaves_the_majority_class(demo_results):
 
 def test_disgust_is_recognised_somewhere(demo_results):
     d = CANONICAL.index("disgust")
-    hits = [np.asarray(r["metrics"]["confusion"])[d, d] for r in demo_results]
+    hits = [np.asarray(r.metrics["confusion"])[d, d] for r in demo_results]
     assert max(hits) > 0, "no demo encoder recognised a single disgust test image"
 
 

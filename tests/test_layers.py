@@ -41,10 +41,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 
 # Known violations, each to be deleted when the change that removes it is merged (the test
 # fails on an entry that no longer matches, so none outlives its fix).
-KNOWN_UPWARD: dict[tuple[str, str], str] = {
-    # issue 14, helper B: dataset_slug moves out of results.leaderboard.
-    ("fer_bench.run.cell_files", "fer_bench.results.leaderboard"): "run -> results.leaderboard",
-}
+KNOWN_UPWARD: dict[tuple[str, str], str] = {}
 KNOWN_CYCLES: dict[frozenset[str], str] = {}
 
 

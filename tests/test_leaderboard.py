@@ -298,3 +298,15 @@ def test_table_says_what_the_rows_were_tested_on(runs):
     assert "Dataset synfer:n=700: train " in out and "test images per class: angry" in out
     assert "| disgust (n=" in out  # the recall column says how many images it rests on
     assert "Tied with the top" in out or "No row is tied with the top" in out
+
+
+def test_real_result_files_round_trip(runs):
+    """Every key of the result.json files a run writes survives CellResult, in order."""
+    from fer_bench.results.store import read_cell
+
+    for run in runs:
+        for path in run.glob("cells/*/result.json"):
+            data = json.loads(path.read_text())
+            cell = read_cell(path)
+            assert cell.to_json() == data and list(cell.to_json()) == list(data)
+            assert cell.complete() and cell.dir == path.parent

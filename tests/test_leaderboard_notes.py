@@ -2,17 +2,20 @@
 counts (with a warning where a recall rests on a handful of images) and which rows are tied
 with the top. Hand-made rows: no training."""
 
-from fer_bench.results import leaderboard as lb
+from fer_bench.results import columns as lb
 from fer_bench.results.report import dataset_html
+from fer_bench.results.rows import LeaderboardRow
 
 COUNTS = {"angry": 49, "disgust": 6, "fear": 51, "happy": 88, "sad": 60, "surprise": 42,
           "neutral": 61}
 
 
-def row(rank: int, tied: bool | None = None, p: float | None = None, **extra) -> dict:
-    return {"rank": rank, "eval_dataset": "synfer:n=4000", "dataset": "synfer:n=4000",
-            "test_counts": dict(COUNTS), "split_sizes": {"train": 3200, "val": 400, "test": 400},
-            "tied_with_top": tied, "p_vs_top": p, **extra}
+def row(rank: int, tied: bool | None = None, p: float | None = None, **extra) -> LeaderboardRow:
+    fields = {"rank": rank, "eval_dataset": "synfer:n=4000", "dataset": "synfer:n=4000",
+              "test_counts": dict(COUNTS),
+              "split_sizes": {"train": 3200, "val": 400, "test": 400},
+              "tied_with_top": tied, "p_vs_top": p, **extra}
+    return LeaderboardRow(**fields)
 
 
 def test_dataset_note_names_splits_counts_and_the_few_image_class():

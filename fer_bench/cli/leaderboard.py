@@ -87,29 +87,46 @@ def leaderboard(
 ) -> None:
     """Rank cells (default: fear/disgust recall, ties by accuracy) with bootstrap intervals and
     paired tests against the top row; † marks rows not significantly different from it."""
-    from ..results.leaderboard import (
-        attach_bench,
-        build_rows,
-        column_title,
-        html_page,
-        html_table,
-        load_results,
-        parse_columns,
-        render,
-        rich_table,
-    )
+    from ..results.leaderboard import load_results
+    from ..results.render import FORMATS
 
     if ci not in CI_MODES:
         raise ConfigError(f"--ci {ci!r}: expected one of {', '.join(CI_MODES)}")
-    if fmt not in ("table", "md", "csv", "json", "html"):
+    if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: expected table, md, csv, json or html")
     options = _stats_options(resamples, stats_seed, level)
     results, dups = load_results(run_dirs)
     if dups:
         err_console.print(f"{len(dups)} cell(s) found in more than one directory; the first "
                           f"copy is used: {', '.join(sorted(set(dups))[:5])}")
-    views = _views(results, dataset)
     bench_rows = _read_bench(bench) if bench is not None else []
+    boards = _boards(results, _views(results, dataset), sort, options, baseline, bench_rows,
+                     columns, fmt)
+    sort_key = next((rows[0].sort_key for _, rows, _ in boards if rows), sort)
+    name = ", ".join(str(d) for d in run_dirs)
+    if fmt == "table":
+        out = console if output is None else Console(file=io.StringIO(), width=200)
+        _print_tables(out, boards, name, ci, sort_key)
+        _table_notes(results, dataset)
+        if output is None:
+            return
+        text = out.file.getvalue()
+    else:
+        text = _text(fmt, boards, name, ci, sort_key, dataset == "all", bool(columns))
+    if output is not None:
+        output.write_text(text if text.endswith("\n") else text + "\n")
+        err_console.print(f"wrote {output}")
+    else:
+        typer.echo(text)
+
+
+Board = tuple[str | None, list, list[str]]  # (dataset view, its rows, its columns)
+
+
+def _boards(results, views, sort, options, baseline, bench_rows, columns, fmt) -> list[Board]:
+    """One ranked board per dataset view, with its columns."""
+    from ..results.leaderboard import attach_bench, build_rows, parse_columns
+
     boards = []
     for view in views:
         rows = build_rows(results, sort, dataset=view, options=options, baseline=baseline)
@@ -118,43 +135,48 @@ def leaderboard(
         if view is not None and "eval_dataset" not in cols and len(views) > 1:
             cols = [c for c in cols if c != "dataset"]
         boards.append((view, rows, cols))
-    sort_key = next((rows[0]["sort_key"] for _, rows, _ in boards if rows), sort)
-    name = ", ".join(str(d) for d in run_dirs)
-    failed = [r for r in results if r.get("status") != "ok"]
+    return boards
 
-    def heading(view: str | None) -> str:
-        return f"{name}" + (f" — evaluated on {view}" if view else "")
 
-    if fmt == "table":
-        out = console if output is None else Console(file=io.StringIO(), width=200)
-        for view, rows, cols in boards:
-            out.print(rich_table(rows, f"{heading(view)}: ranked by {column_title(sort_key)}",
-                                 cols, ci, sort_key))
-        if failed:
-            err_console.print(f"{len(failed)} failed cell(s) not ranked: "
-                              + ", ".join(r["cell_id"] for r in failed))
-        cross = sorted({d for r in results for d in (r.get("cross") or {})})
-        if cross and dataset is None:
-            err_console.print("also evaluated on: " + ", ".join(cross)
-                              + " (see --dataset SPEC or --dataset all)")
-        if output is None:
-            return
-        text = out.file.getvalue()
-    elif fmt == "json":
-        from ..results.leaderboard import public
+def _heading(name: str, view: str | None) -> str:
+    return f"{name}" + (f" — evaluated on {view}" if view else "")
 
-        text = (json.dumps([public(r) for r in boards[0][1]], indent=2) if dataset != "all"
-                else json.dumps({str(v): [public(r) for r in rows] for v, rows, _ in boards},
-                                indent=2))
-    elif fmt == "html":
-        text = html_page([(heading(v) if len(boards) > 1 else "",
+
+def _print_tables(out: Console, boards: list[Board], name: str, ci: str, sort_key: str) -> None:
+    from ..results.leaderboard import column_title, rich_table
+
+    for view, rows, cols in boards:
+        out.print(rich_table(rows, f"{_heading(name, view)}: ranked by "
+                             f"{column_title(sort_key)}", cols, ci, sort_key))
+
+
+def _table_notes(results, dataset: str | None) -> None:
+    """Beside the terminal table: the failed cells, and the other datasets evaluated on."""
+    failed = [r for r in results if not r.ok]
+    if failed:
+        err_console.print(f"{len(failed)} failed cell(s) not ranked: "
+                          + ", ".join(r.cell_id for r in failed))
+    cross = sorted({d for r in results for d in r.cross})
+    if cross and dataset is None:
+        err_console.print("also evaluated on: " + ", ".join(cross)
+                          + " (see --dataset SPEC or --dataset all)")
+
+
+def _text(fmt: str, boards: list[Board], name: str, ci: str, sort_key: str, every_view: bool,
+          chosen_columns: bool) -> str:
+    """Every board in a text format: JSON (a list, or views -> lists with --dataset all), one
+    HTML page, or Markdown / CSV blocks."""
+    from ..results.leaderboard import html_page, html_table, render
+
+    if fmt == "json":
+        if not every_view:
+            return json.dumps([r.to_json() for r in boards[0][1]], indent=2)
+        return json.dumps({str(v): [r.to_json() for r in rows] for v, rows, _ in boards},
+                          indent=2)
+    if fmt == "html":
+        return html_page([(_heading(name, v) if len(boards) > 1 else "",
                            html_table(rows, cols, ci, sort_key)) for v, rows, cols in boards],
                          f"fer-bench leaderboard: {name}")
-    else:
-        text = "\n\n".join(render(rows, fmt, heading(v), cols if (columns or fmt != "csv")
-                                  else None, ci, sort_key) for v, rows, cols in boards)
-    if output is not None:
-        output.write_text(text if text.endswith("\n") else text + "\n")
-        err_console.print(f"wrote {output}")
-    else:
-        typer.echo(text)
+    return "\n\n".join(render(rows, fmt, _heading(name, v),
+                              cols if (chosen_columns or fmt != "csv") else None, ci, sort_key)
+                       for v, rows, cols in boards)

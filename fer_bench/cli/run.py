@@ -434,7 +434,7 @@ def print_summary(cells, out: Path, summary, name: str, where: str = "") -> None
 
     loaded, _ = load_results([out])  # with predictions, so rows carry p-values vs the top
     ids = {c.cell_id for c in cells}
-    results = [r for r in loaded if r["cell_id"] in ids]
+    results = [r for r in loaded if r.cell_id in ids]
     console.print(rich_table(build_rows(results), f"{name}: ranked by fear/disgust (test, %)"))
     elsewhere = len(getattr(summary, "elsewhere", []))
     console.print(f"{len(summary.ran)} ran, {len(summary.skipped)} skipped (already complete"

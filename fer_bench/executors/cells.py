@@ -19,10 +19,8 @@ from pathlib import Path
 
 from ..errors import ConfigError, FerBenchError
 from ..plan import Cell
+from ..results.store import EVENTS_FILE
 from ..run import result_signature
-
-EVENTS_FILE = Path("logs") / "cells.jsonl"
-
 
 # ---------------------------------------------------------------------------------- sharding
 

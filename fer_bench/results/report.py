@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import html
 import io
 import json
 import textwrap
@@ -19,6 +18,10 @@ import numpy as np
 from ..classes import FEAR_DISGUST
 from ..errors import FerBenchError
 from . import leaderboard as lb
+from . import render
+from .render import dataset_counts, render_template
+from .rows import LeaderboardRow
+from .store import CellResult
 
 PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3",
            "#8c8c8c"]
@@ -26,36 +29,17 @@ FD_RED = "#cf222e"
 FD_SHADE = "#fde7e9"
 PAIRS = (("fear", "surprise"), ("disgust", "angry"))  # the confusions LASTED set out to fix
 
-REPORT_CSS = lb.CSS + """
-header{border-bottom:1px solid #d0d7de;margin-bottom:1rem}
-.cards{display:flex;gap:1rem;flex-wrap:wrap;margin:1rem 0}
-.card{border:1px solid #d0d7de;border-radius:8px;padding:.7rem 1rem;min-width:12rem;flex:1;
- background:#f6f8fa}
-.card .k{color:#59636e;font-size:.78rem;text-transform:uppercase;letter-spacing:.04em}
-.card .v{font-size:1.35rem;font-weight:650;margin-top:.15rem}
-.card .d{color:#59636e;font-size:.82rem}
-figure{margin:1rem 0;text-align:center}
-figure img{max-width:100%;height:auto;border:1px solid #eaeef2;border-radius:6px}
-figcaption{color:#59636e;font-size:.85rem;margin-top:.35rem;text-align:left}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:1rem}
-.grid figure{margin:0}
-details{border:1px solid #d0d7de;border-radius:6px;padding:.4rem .8rem;margin:.5rem 0}
-details summary{cursor:pointer;font-weight:600}
-pre{background:#f6f8fa;padding:.7rem;border-radius:6px;overflow:auto;font-size:.78rem}
-table.lb td .ci{display:block}
-.note{color:#59636e;font-size:.88rem}
-.failed{color:#cf222e}
-footer{margin-top:3rem;color:#6e7781;font-size:.8rem;border-top:1px solid #d0d7de;
- padding-top:.6rem}
-"""
-
 
 @dataclass
 class Figure:
     name: str  # file stem
     png: bytes
     alt: str
-    caption: str = ""
+    caption: str = ""  # plain text
+
+    @property
+    def b64(self) -> str:
+        return base64.b64encode(self.png).decode("ascii")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,8 +68,8 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _short(row: dict, width: int = 38) -> str:
-    return textwrap.shorten(f"#{row['rank']} {row['label']}", width, placeholder="…")
+def _short(row: LeaderboardRow, width: int = 38) -> str:
+    return textwrap.shorten(f"#{row.rank} {row.label}", width, placeholder="…")
 
 
 def _color_fd_ticks(labels) -> None:
@@ -95,11 +79,11 @@ def _color_fd_ticks(labels) -> None:
             t.set_fontweight("bold")
 
 
-def confusion_figure(row: dict) -> bytes:
+def confusion_figure(row: LeaderboardRow) -> bytes:
     """Row-normalised confusion heatmap with percent and count in each cell."""
     plt = _plt()
-    cm = np.asarray(row["confusion"], dtype=np.float64)
-    classes = row["classes"]
+    cm = np.asarray(row.confusion, dtype=np.float64)
+    classes = row.classes
     with np.errstate(invalid="ignore", divide="ignore"):
         norm = np.where(cm.sum(1, keepdims=True) > 0, cm / cm.sum(1, keepdims=True), 0.0)
     k = len(classes)
@@ -119,19 +103,19 @@ def confusion_figure(row: dict) -> bytes:
     _color_fd_ticks(ax.get_yticklabels())
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    seeds = f", {row['n_seeds']} seeds summed" if row["n_seeds"] > 1 else ""
-    fd = row.get("fear_disgust")
-    ax.set_title(textwrap.fill(f"#{row['rank']} {row['label']}", 44) + "\n"
+    seeds = f", {row.n_seeds} seeds summed" if row.n_seeds > 1 else ""
+    fd = row.fear_disgust
+    ax.set_title(textwrap.fill(f"#{row.rank} {row.label}", 44) + "\n"
                  + (f"fear/disgust {100 * fd:.1f}%  " if fd is not None else "")
-                 + f"acc {100 * row['accuracy']:.1f}%{seeds}", fontsize=8.5)
+                 + f"acc {100 * row.accuracy:.1f}%{seeds}", fontsize=8.5)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
     return _png(fig)
 
 
-def recall_figure(rows: list[dict]) -> bytes:
+def recall_figure(rows: list[LeaderboardRow]) -> bytes:
     """Per-class recall of the top rows, with bootstrap intervals; fear and disgust shaded."""
     plt = _plt()
-    classes = rows[0]["classes"]
+    classes = rows[0].classes
     k, m = len(classes), len(rows)
     fig, ax = plt.subplots(figsize=(max(8.0, 1.25 * k), 3.9))
     width = 0.8 / m
@@ -139,10 +123,10 @@ def recall_figure(rows: list[dict]) -> bytes:
         if c in FEAR_DISGUST:
             ax.axvspan(j - 0.45, j + 0.45, color=FD_SHADE, zorder=0)
     for i, r in enumerate(rows):
-        vals = np.array([100 * (r["per_class_accuracy"].get(c) or 0.0) for c in classes])
+        vals = np.array([100 * (r.per_class_accuracy.get(c) or 0.0) for c in classes])
         x = np.arange(k) - 0.4 + width * (i + 0.5)
         err = None
-        ci = r.get("ci") or {}
+        ci = r.ci or {}
         if all(ci.get(f"recall:{c}") for c in classes):
             lo = np.array([100 * ci[f"recall:{c}"][0] for c in classes])
             hi = np.array([100 * ci[f"recall:{c}"][1] for c in classes])
@@ -160,17 +144,17 @@ def recall_figure(rows: list[dict]) -> bytes:
     return _png(fig)
 
 
-def pair_rate(row: dict, src: str, dst: str) -> float | None:
+def pair_rate(row: LeaderboardRow, src: str, dst: str) -> float | None:
     """Share of `src` test images predicted as `dst` (seeds summed)."""
-    cls = row["classes"]
-    if row.get("confusion") is None or src not in cls or dst not in cls:
+    cls = row.classes
+    if row.confusion is None or src not in cls or dst not in cls:
         return None
-    cm = np.asarray(row["confusion"])
+    cm = np.asarray(row.confusion)
     support = cm[cls.index(src)].sum()
     return float(cm[cls.index(src), cls.index(dst)] / support) if support else None
 
 
-def pairs_figure(rows: list[dict]) -> bytes:
+def pairs_figure(rows: list[LeaderboardRow]) -> bytes:
     """fear→surprise and disgust→angry confusion rates side by side for each row."""
     plt = _plt()
     n = len(rows)
@@ -215,11 +199,11 @@ def pareto_front(points: list[tuple[float, float]], higher_cost_better: bool = F
     return front
 
 
-def pareto_figure(rows: list[dict]) -> bytes | None:
+def pareto_figure(rows: list[LeaderboardRow]) -> bytes | None:
     """Accuracy and fear/disgust against each available cost; Pareto-optimal rows connected."""
     plt = _plt()
     axes_avail = [(k, t) for k, t in COST_AXES  # a cost every row shares says nothing
-                  if len({r[k] for r in rows if r.get(k) is not None}) >= 2]
+                  if len({r.value(k) for r in rows if r.value(k) is not None}) >= 2]
     if not axes_avail:
         return None
     ys = [("accuracy", "accuracy (%)"), ("fear_disgust", "fear/disgust recall (%)")]
@@ -229,20 +213,20 @@ def pareto_figure(rows: list[dict]) -> bytes | None:
         axs = [[grid[0][0]], [grid[0][1]]]
     else:
         fig, axs = plt.subplots(2, nc, figsize=(4.2 * nc + 0.6, 6.4), squeeze=False)
-    fd_all = [100 * (r.get("fear_disgust") or 0) for r in rows]
+    fd_all = [100 * (r.fear_disgust or 0) for r in rows]
     norm = plt.Normalize(min(fd_all), max(max(fd_all), min(fd_all) + 1e-6))
     sc = None
     for ci, (ck, ctitle) in enumerate(axes_avail):
         for ri, (yk, ytitle) in enumerate(ys):
             ax = axs[ri][ci]
-            pts = [(r, float(r[ck]), 100 * float(r[yk])) for r in rows
-                   if r.get(ck) is not None and r.get(yk) is not None]
+            pts = [(r, float(r.value(ck)), 100 * float(r.value(yk))) for r in rows
+                   if r.value(ck) is not None and r.value(yk) is not None]
             if not pts:
                 ax.set_visible(False)
                 continue
             xs = np.array([p[1] for p in pts])
             vs = np.array([p[2] for p in pts])
-            sc = ax.scatter(xs, vs, c=[100 * (p[0].get("fear_disgust") or 0) for p in pts],
+            sc = ax.scatter(xs, vs, c=[100 * (p[0].fear_disgust or 0) for p in pts],
                             cmap="viridis", norm=norm, s=46, edgecolor="white", linewidth=0.8,
                             zorder=3)
             hib = ck in ("images_per_s", "train_images_per_s")
@@ -252,8 +236,8 @@ def pareto_figure(rows: list[dict]) -> bytes | None:
                     drawstyle="steps-post" if not hib else "steps-pre",
                     label="Pareto front")
             for i, (r, x, v) in enumerate(pts):
-                if i in front or r["rank"] <= 3:
-                    ax.annotate(f"#{r['rank']}", (x, v), xytext=(4, 4),
+                if i in front or r.rank <= 3:
+                    ax.annotate(f"#{r.rank}", (x, v), xytext=(4, 4),
                                 textcoords="offset points", fontsize=7.5)
             if xs.max() > 0 and xs.min() > 0 and xs.max() / xs.min() > 20:
                 ax.set_xscale("log")
@@ -268,68 +252,97 @@ def pareto_figure(rows: list[dict]) -> bytes | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# HTML
+# The page (templates/report.html.j2)
 
 
-def _img(fig: Figure) -> str:
-    b64 = base64.b64encode(fig.png).decode("ascii")
-    cap = f"<figcaption>{fig.caption}</figcaption>" if fig.caption else ""
-    return (f'<figure><img src="data:image/png;base64,{b64}" alt="{html.escape(fig.alt)}">'
-            f"{cap}</figure>")
-
-
-def _card(key: str, value: str, detail: str = "") -> str:
-    return (f'<div class="card"><div class="k">{html.escape(key)}</div><div class="v">'
-            f'{html.escape(value)}</div><div class="d">{html.escape(detail)}</div></div>')
+@dataclass(frozen=True)
+class Card:
+    key: str
+    value: str
+    detail: str = ""
 
 
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
 
 
-def _ci_text(row: dict, key: str) -> str:
-    iv = (row.get("ci") or {}).get(key)
+def _ci_text(row: LeaderboardRow, key: str) -> str:
+    iv = (row.ci or {}).get(key)
     return f"95% CI [{100 * iv[0]:.1f}, {100 * iv[1]:.1f}]" if iv else ""
 
 
-def _configs_html(rows: list[dict]) -> str:
+def dataset_html(rows: list[LeaderboardRow]) -> str:
+    """What the rows were tested on (the report's section), as an HTML fragment."""
+    parts = render.environment().get_template("_parts.html.j2").module
+    return str(parts.datasets(dataset_counts(rows)))
+
+
+def _configs(rows: list[LeaderboardRow]) -> list[dict]:
+    """Each row's config and its cells (seed, directory, timing, environment), as JSON text."""
     out = []
     for r in rows:
-        first = r["_members"][0]
-        cfg = {k: v for k, v in first.get("config", {}).items()}
-        members = [{"cell_id": m["cell_id"], "seed": m["seed"], "dir": m.get("_dir"),
-                    "timing": m.get("timing"), "checkpoint_epoch":
-                    (m.get("metrics") or {}).get("checkpoint_epoch"),
-                    "env": m.get("env")} for m in r["_members"]]
-        body = json.dumps({"config": cfg, "cells": members}, indent=2, default=str)
-        out.append(f"<details><summary>#{r['rank']} {html.escape(r['label'])} "
-                   f'<span class="note">({html.escape(", ".join(r["cell_ids"]))})</span>'
-                   f"</summary><pre>{html.escape(body)}</pre></details>")
-    return "".join(out)
+        cells = [{"cell_id": m.cell_id, "seed": m.seed,
+                  "dir": str(m.dir) if m.dir is not None else None, "timing": m.timing,
+                  "checkpoint_epoch": (m.metrics or {}).get("checkpoint_epoch"), "env": m.env}
+                 for m in r.members]
+        body = json.dumps({"config": dict(r.members[0].config or {}), "cells": cells},
+                          indent=2, default=str)
+        out.append({"rank": r.rank, "label": r.label, "cell_ids": ", ".join(r.cell_ids),
+                    "json": body})
+    return out
 
 
-def dataset_html(rows: list[dict]) -> str:
-    """What the rows were tested on: split sizes and test images per class for each evaluated
-    dataset, with the classes whose recall rests on a handful of images called out."""
-    out = []
-    for ds in dict.fromkeys(r["eval_dataset"] for r in rows):
-        row = next((r for r in rows if r["eval_dataset"] == ds and r.get("test_counts")), None)
-        if row is None:
-            continue
-        counts, sizes = row["test_counts"], row.get("split_sizes") or {}
-        split_text = ", ".join(f"{k} {v:,}" for k, v in sizes.items()) or \
-            f"test {sum(counts.values()):,}"
-        head = "".join(f'<th class="{"fd" if c in FEAR_DISGUST else ""}">{html.escape(c)}</th>'
-                       for c in counts)
-        cells = "".join(f"<td>{n}</td>" for n in counts.values())
-        few = [f"<b>{html.escape(c)}</b> recall rests on {n} test image{'s' * (n != 1)}: one "
-               f"image moves it by {100 / n:.1f} points" for c, n in counts.items()
-               if 0 < n < lb.FEW_IMAGES]
-        out.append(f"<p><b>{html.escape(ds)}</b>: {split_text} images. Test images per "
-                   f'class:</p><table class="lb"><thead><tr>{head}</tr></thead><tbody><tr>'
-                   f"{cells}</tr></tbody></table>"
-                   + (f'<p class="note">{"; ".join(few)}.</p>' if few else ""))
-    return "".join(out)
+def _cards(rows: list[LeaderboardRow], failed: list[CellResult]) -> list[Card]:
+    best, sort_key = rows[0], rows[0].sort_key
+    best_acc = max(rows, key=lambda r: r.accuracy)
+    tied = [r for r in rows[1:] if r.tied_with_top]
+    return [
+        Card(f"top by {lb.column_title(sort_key)}", _pct(lb.metric_value(best, sort_key)),
+             f"{best.label}  {_ci_text(best, sort_key)}"),
+        Card("best accuracy", _pct(best_acc.accuracy), f"#{best_acc.rank} {best_acc.label}"),
+        Card("rows tied with the top", str(len(tied)),
+             (", ".join(f"#{r.rank}" for r in tied) + " · " if tied else "")
+             + f"paired bootstrap on {lb.column_title(best.test_metric)}, p ≥ 0.05"),
+        Card("cells", f"{sum(len(r.cell_ids) for r in rows)} ok"
+             + (f", {len(failed)} failed" if failed else ""),
+             f"{len(rows)} rows; datasets: {', '.join(sorted({r.dataset for r in rows}))}"),
+    ]
+
+
+def _figures(rows: list[LeaderboardRow], top: int) -> dict[str, Figure | None]:
+    top_rows = rows[:top]
+    pareto = pareto_figure(rows)
+    return {
+        "recall": Figure("recall_per_class", recall_figure(top_rows),  # caption: template
+                         "per-class recall of the top cells"),
+        "pairs": Figure("fear_disgust_confusions", pairs_figure(rows[:40]),
+                        "fear to surprise and disgust to angry confusion rates",
+                        "How often fear is called surprise and disgust is called angry "
+                        "(lower is better); seeds summed."),
+        "pareto": None if pareto is None else Figure(
+            "accuracy_vs_cost", pareto, "accuracy versus cost",
+            "Each point is a row (colour: fear/disgust recall); the red line joins the "
+            "Pareto-optimal rows (nothing cheaper does better)."),
+    }
+
+
+def _write_plots(plot_dir: Path, figures: list[Figure]) -> list[Path]:
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for f in figures:
+        p = plot_dir / f"{f.name}.png"
+        p.write_bytes(f.png)
+        written.append(p)
+    return written
+
+
+def _report_columns(rows: list[LeaderboardRow]) -> list[str]:
+    """The default columns with the identity folded into one `model` column."""
+    cols = lb.default_columns(rows)
+    if "label" not in cols:
+        cols = [c for c in cols if c not in ("backbone", "head", "prompts", "text_encoder")]
+        cols.insert(1, "label")
+    return cols
 
 
 def build_report(run_dirs: list[Path], output: Path, *, sort: str = "fear_disgust",
@@ -345,99 +358,27 @@ def build_report(run_dirs: list[Path], output: Path, *, sort: str = "fear_disgus
                             f"to report")
     if top < 1 or max_confusions < 0:
         raise FerBenchError("--top must be >= 1 and --max-confusions >= 0")
-    sort_key = rows[0]["sort_key"]
-    failed = [r for r in results if r.get("status") != "ok"]
-    figs: dict[str, Figure] = {}
-    top_rows = rows[:top]
-    figs["recall"] = Figure("recall_per_class", recall_figure(top_rows),
-                            "per-class recall of the top cells",
-                            f"Recall per class for the top {len(top_rows)} rows, with 95% "
-                            f"bootstrap intervals. <span class=fd>Fear and disgust</span> are "
-                            f"shaded.")
-    figs["pairs"] = Figure("fear_disgust_confusions", pairs_figure(rows[:40]),
-                           "fear to surprise and disgust to angry confusion rates",
-                           "How often fear is called surprise and disgust is called angry "
-                           "(lower is better); seeds summed.")
-    pareto = pareto_figure(rows)
-    if pareto is not None:
-        figs["pareto"] = Figure("accuracy_vs_cost", pareto, "accuracy versus cost",
-                                "Each point is a row (colour: fear/disgust recall); the red "
-                                "line joins the Pareto-optimal rows (nothing cheaper does "
-                                "better).")
-    conf_figs = [Figure(f"confusion_{i:02d}_{r['cell_ids'][0]}", confusion_figure(r),
-                        f"confusion matrix of {r['label']}")
-                 for i, r in enumerate(rows[:max_confusions], 1) if r.get("confusion")]
-
+    sort_key = rows[0].sort_key
+    failed = [r for r in results if not r.ok]
+    figures = _figures(rows, top)
+    confusions = [Figure(f"confusion_{i:02d}_{r.cell_ids[0]}", confusion_figure(r),
+                         f"confusion matrix of {r.label}")
+                  for i, r in enumerate(rows[:max_confusions], 1) if r.confusion]
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     plot_dir = output.parent / f"{output.stem}_plots"
-    plot_dir.mkdir(exist_ok=True)
-    written = []
-    for f in [*figs.values(), *conf_figs]:
-        p = plot_dir / f"{f.name}.png"
-        p.write_bytes(f.png)
-        written.append(p)
-
-    best = rows[0]
-    best_acc = max(rows, key=lambda r: r["accuracy"])
-    n_ok = sum(len(r["cell_ids"]) for r in rows)
-    tied = [r for r in rows[1:] if r.get("tied_with_top")]
-    cards = "".join([
-        _card(f"top by {lb.column_title(sort_key)}", _pct(lb.metric_value(best, sort_key)),
-              f"{best['label']}  {_ci_text(best, sort_key)}"),
-        _card("best accuracy", _pct(best_acc["accuracy"]),
-              f"#{best_acc['rank']} {best_acc['label']}"),
-        _card("rows tied with the top", str(len(tied)),
-              (", ".join(f"#{r['rank']}" for r in tied) + " · " if tied else "")
-              + f"paired bootstrap on {lb.column_title(best['test_metric'])}, p ≥ 0.05"),
-        _card("cells", f"{n_ok} ok" + (f", {len(failed)} failed" if failed else ""),
-              f"{len(rows)} rows; datasets: {', '.join(sorted({r['dataset'] for r in rows}))}"),
-    ])
-    cols = lb.default_columns(rows)
-    if "label" not in cols:
-        cols = [c for c in cols if c not in ("backbone", "head", "prompts", "text_encoder")]
-        cols.insert(1, "label")
-    sections = [("", f'<div class="cards">{cards}</div>'),
-                ("Leaderboard", lb.html_table(rows, cols, "all", sort_key)),
-                ("What the rows were tested on", dataset_html(rows))]
-    for view in lb.eval_datasets(results):
-        if view in {r["dataset"] for r in rows}:
-            continue
-        vrows = lb.build_rows(results, sort, dataset=view, options=options)
-        sections.append((f"Cross-dataset: evaluated on {view}",
-                         lb.html_table(vrows, cols, "all", sort_key)))
-    sections += [("Per-class recall of the top rows", _img(figs["recall"])),
-                 ("Where fear and disgust go", _img(figs["pairs"]))]
-    sections.append(("Accuracy vs cost", _img(figs["pareto"]) if "pareto" in figs else
-                     '<p class="note">Every row has the same parameters, GMACs and train '
-                     "time (or none are recorded): there is no trade-off to plot.</p>"))
-    note = (f'<p class="note">Showing the top {len(conf_figs)} of {len(rows)} rows; rows are '
-            f"normalised (each true class sums to 100%), counts below.</p>")
-    sections.append(("Confusion matrices", note + '<div class="grid">'
-                     + "".join(_img(f) for f in conf_figs) + "</div>"))
-    if failed:
-        items = "".join(f"<li><code>{html.escape(r['cell_id'])}</code> "
-                        f"{html.escape(str(r.get('backbone')))} · {html.escape(str(r.get('head')))}"
-                        f': <span class="failed">{html.escape(str(r.get("error")))}</span></li>'
-                        for r in failed)
-        sections.append(("Failed cells", f"<ul>{items}</ul>"))
-    if dups:
-        sections.append(("", f'<p class="note">{len(dups)} cell(s) appeared in more than one '
-                             f"directory; the first copy was used.</p>"))
-    sections.append(("Configurations", _configs_html(rows)))
-
-    now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    heading = "fer-bench report"
-    sub = (f"{html.escape(', '.join(str(d) for d in run_dirs))} · generated {now} · "
-           f"fer-bench {html.escape(__version__)}")
-    body = "".join(f"<h2>{html.escape(t)}</h2>{frag}" if t else frag for t, frag in sections)
-    stats_note = lb.footnote(rows, sort_key)
-    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{heading}: {html.escape(', '.join(str(d) for d in run_dirs))}</title>"
-            f"<style>{REPORT_CSS}</style></head><body><header><h1>{heading}</h1>"
-            f'<p class="sub">{sub}</p></header>{body}'
-            f"<footer>{html.escape(stats_note)} Plots are also in "
-            f"{html.escape(plot_dir.name)}/.</footer></body></html>\n")
+    written = _write_plots(plot_dir, [f for f in figures.values() if f] + confusions)
+    cols = _report_columns(rows)
+    own = {r.dataset for r in rows}
+    cross = [(view, lb.html_table(lb.build_rows(results, sort, dataset=view, options=options),
+                                  cols, "all", sort_key))
+             for view in lb.eval_datasets(results) if view not in own]
+    page = render_template(
+        "report.html.j2", dirs=", ".join(str(d) for d in run_dirs), version=__version__,
+        now=_dt.datetime.now().strftime("%Y-%m-%d %H:%M"), cards=_cards(rows, failed),
+        board=lb.html_table(rows, cols, "all", sort_key), datasets=dataset_counts(rows),
+        cross_boards=cross, figures=figures, n_top=len(rows[:top]), confusions=confusions,
+        n_rows=len(rows), failed=failed, dups=dups, configs=_configs(rows),
+        plot_dir=plot_dir.name, stats_note=lb.footnote(rows, sort_key))
     output.write_text(page, encoding="utf-8")
     return {"html": output, "plots": written, "rows": len(rows)}

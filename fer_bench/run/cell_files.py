@@ -18,18 +18,18 @@ from ..adaptation.artifacts import encode as encode_trained
 from ..atomic import WriteError, atomic_save_npz, atomic_write_bytes, file_sha256, write_json_atomic
 from ..errors import FerBenchError
 from ..plan import Cell
-from ..results.leaderboard import dataset_slug
 from ..results.store import (
+    ARTIFACTS_FILE,
+    CHECKPOINT_FILE,
+    PREDICTIONS_FILE,
     RESULT_FILE,
     SCHEMA_VERSION,
+    CellResult,
     NewerSchemaError,
     cell_dir,
+    cross_predictions_file,
     read_result,
 )
-
-PREDICTIONS_FILE = "predictions.npz"
-ARTIFACTS_FILE = "artifacts.npz"
-CHECKPOINT_FILE = "checkpoint.safetensors"  # best-on-validation weights (--keep-checkpoints)
 
 
 class ResultNotSaved(FerBenchError):
@@ -64,16 +64,7 @@ def result_signature(out: Path, cell: Cell) -> list | None:
 
 
 def result_ok(cdir: Path, data: dict) -> bool:
-    if data.get("status") != "ok":
-        return False
-    digest = data.get("predictions_sha256")
-    if digest is None:
-        return True  # written before predictions were checksummed
-    pred = cdir / PREDICTIONS_FILE
-    try:
-        return pred.is_file() and file_sha256(pred) == digest
-    except OSError:
-        return False
+    return CellResult.from_json(data, cdir / RESULT_FILE).complete()
 
 
 def is_complete(out: Path, cell: Cell) -> bool:
@@ -134,7 +125,7 @@ def save_cell(out: Path, cell: Cell, result: dict, output=None) -> None:
                           else np.asarray(v) for k, v in artifacts.items()}
                 atomic_save_npz(cdir / ARTIFACTS_FILE, **arrays)
             for spec, preds in (getattr(output, "cross_predictions", None) or {}).items():
-                name = f"predictions-{dataset_slug(spec)}.npz"
+                name = cross_predictions_file(spec)
                 atomic_save_npz(cdir / name, compress=True, checksum=False, **preds)
                 result["cross"][spec]["predictions"] = name
             if getattr(output, "trained", None) is not None:  # adaptation: trained params only

@@ -8,8 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..plan import Cell
-
-LOG_FILE = "train.log"
+from ..results.store import LOG_FILE
 
 
 class CellLog:
