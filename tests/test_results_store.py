@@ -4,6 +4,7 @@ a write, in order, and the completeness check the runner relies on reads the sam
 import json
 
 import numpy as np
+import pytest
 
 from fer_bench.atomic import file_sha256
 from fer_bench.classes import CANONICAL
@@ -91,3 +92,30 @@ def test_a_result_built_in_code_writes_the_base_keys_then_its_extras():
     data = cell.to_json()
     assert list(data)[:3] == ["schema", "cell_id", "status"] and data["finished_at"] == "now"
     assert CellResult.from_json(data) == cell
+
+
+def test_checkpoint_of_a_model_with_shared_towers_is_written_once_per_tensor(tmp_path):
+    """A CLIP text tower reached from the backbone and from the head shares its tensors;
+    safetensors refuses shared tensors, so the second name is stored as an alias."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save
+    from torch import nn
+
+    from fer_bench.run.cell_files import unshared
+
+    tower = nn.Linear(4, 3)
+    model = nn.ModuleDict({"backbone": nn.ModuleDict({"paired_text": tower}),
+                           "head": nn.ModuleDict({"class_text": tower, "own": nn.Linear(3, 2)})})
+    sd = model.state_dict()
+    with pytest.raises(RuntimeError, match="share memory"):
+        save(sd)
+    state, aliases = unshared(sd)
+    assert aliases == {"head.class_text.weight": "backbone.paired_text.weight",
+                       "head.class_text.bias": "backbone.paired_text.bias"}
+    path = tmp_path / "checkpoint.safetensors"
+    path.write_bytes(save(state, metadata={"aliases": json.dumps(aliases)}))
+    with safe_open(str(path), "pt") as f:
+        assert json.loads(f.metadata()["aliases"]) == aliases
+        assert set(f.keys()) == set(sd) - set(aliases)
+        assert torch.equal(f.get_tensor("backbone.paired_text.weight"), tower.weight)

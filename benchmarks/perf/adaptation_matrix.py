@@ -1,8 +1,13 @@
-"""The adaptation regimes end to end on SynFER with a random-init small CLIP ViT
-(`open_clip:fer-ViT-Ti-8@none`: 4 layers, width 192, 48 px, with its paired text tower):
-regimes {full, image, lora, adapter, vpt} x heads {lasted, linear}, each cell in a fresh process
-that records its peak RSS above the process's baseline (as benchmarks/perf/memory_estimate.py),
-then a table of fear/disgust, accuracy, trainable parameters and peak memory.
+"""The adaptation regimes end to end on SynFER with a small CLIP ViT (`fer-ViT-Ti-8`: 4 layers,
+width 192, 48 px, with its paired text tower), as adaptation is meant to be used: from a base.
+
+1. Base: the random-init model is trained whole (`full`, `lasted`) on one SynFER draw
+   (`--base-dataset`, seed 1), and its best-on-validation weights are exported as an open_clip
+   checkpoint (both towers). `--base-epochs 0` skips this and adapts the random init itself.
+2. Adaptation: regimes {full, image, lora, adapter, vpt} x heads {lasted, linear} from that base
+   on a disjoint draw (`--dataset`, seed 0), each cell in a fresh process that records its peak
+   RSS above the process's baseline (as benchmarks/perf/memory_estimate.py), then a table of
+   fear/disgust, accuracy, trainable parameters and peak memory.
 
     .venv/bin/python benchmarks/perf/adaptation_matrix.py [--out runs/adaptation_synfer]
 """
@@ -18,7 +23,7 @@ from pathlib import Path
 
 from fer_bench.plan import Benchmark, TrainConfig, expand
 
-BACKBONE = "open_clip:fer-ViT-Ti-8@none"
+MODEL = "fer-ViT-Ti-8"
 REGIMES = ["full", "image", "lora:r=8", "adapter", "vpt:8"]
 CHILD = r"""
 import json, sys
@@ -38,16 +43,66 @@ print(json.dumps({"peak_mb": (_status_kb("VmHWM") - base) / 1024, "failed": summ
 """
 
 
+def train_base(out: Path, dataset: str, epochs: int) -> Path:
+    """Train the random-init model whole and export its best checkpoint for open_clip."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from fer_bench.run import run_plan
+    from fer_bench.text.clip_models import build_clip
+
+    train = TrainConfig(epochs=epochs, batch_size=64, lr=1e-3, pretrained=False, amp="off",
+                        device="cpu", regime="full")
+    [cell] = expand(Benchmark(name="adaptation_base", backbones=[f"open_clip:{MODEL}@none"],
+                              heads=["lasted"], prompts=["classnames"], datasets=[dataset],
+                              train=train))
+    summary = run_plan([cell], out, keep_checkpoints=True)
+    if summary.failed:
+        raise SystemExit(f"base training failed: {summary.failed}")
+    result = json.loads((out / "cells" / cell.cell_id / "result.json").read_text())
+    m = result["metrics"]
+    print(f"base ({dataset}, {epochs} epochs): accuracy {100 * m['accuracy']:.1f}, "
+          f"fear/disgust {100 * (m['fear_disgust'] or 0):.1f}", flush=True)
+    ckpt_path = out / "cells" / cell.cell_id / "checkpoint.safetensors"
+    ckpt = load_file(ckpt_path)
+    with safe_open(str(ckpt_path), "pt") as f:  # names stored once: the rest are aliases
+        aliases = json.loads(f.metadata().get("aliases", "{}"))
+    ckpt.update({alias: ckpt[name] for alias, name in aliases.items()})
+    clip = build_clip(MODEL, "none", MODEL, load=False)[0]
+    state = {}
+    for key in clip.state_dict():  # the image tower is the backbone's encoder, the rest text
+        if key.startswith("visual."):
+            hits = [k for k in ckpt if k.startswith("backbone.") and "paired_text" not in k
+                    and k.endswith("." + key.removeprefix("visual."))]
+        else:
+            hits = [k for k in ckpt if k.startswith("head.") and k.endswith(".clip." + key)]
+        if len(hits) != 1:
+            raise SystemExit(f"checkpoint: {len(hits)} matches for {key!r}: {hits[:4]}")
+        state[key] = ckpt[hits[0]].to(torch.float32).contiguous()
+    path = out / "base_fer-ViT-Ti-8.safetensors"
+    save_file(state, path)
+    return path
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/adaptation_synfer"))
     ap.add_argument("--dataset", default="synfer:n=1500")
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--base-dataset", default="synfer:n=6000,seed=1")
+    ap.add_argument("--base-epochs", type=int, default=8)
+    ap.add_argument("--regimes", default=",".join(REGIMES), help="comma-separated")
     args = ap.parse_args()
-    train = {"epochs": args.epochs, "batch_size": 64, "lr": 1e-3, "pretrained": False,
-             "amp": "off", "device": "cpu"}
-    bench = {"name": "adaptation_synfer", "backbones": [BACKBONE], "heads": ["lasted", "linear"],
-             "prompts": ["classnames"], "datasets": [args.dataset], "regimes": REGIMES}
+    weights = "none"
+    if args.base_epochs:
+        weights = str(train_base(args.out / "base", args.base_dataset, args.base_epochs))
+    backbone = f"open_clip:{MODEL}@{weights}"
+    train = {"epochs": args.epochs, "batch_size": 64, "lr": 1e-3,
+             "pretrained": weights != "none", "amp": "off", "device": "cpu"}
+    bench = {"name": "adaptation_synfer", "backbones": [backbone], "heads": ["lasted", "linear"],
+             "prompts": ["classnames"], "datasets": [args.dataset],
+             "regimes": args.regimes.split(",")}
     cells = expand(Benchmark(**bench, train=TrainConfig(**train)))
     rows = []
     for cell in cells:

@@ -5,6 +5,7 @@ point carrying their checksum) and when a cell counts as complete."""
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import platform
 from pathlib import Path
@@ -100,6 +101,26 @@ def json_safe(obj):
     return obj
 
 
+def unshared(state: dict[str, torch.Tensor]
+             ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A state dict safetensors can write: floats as fp32, and each tensor stored once. A CLIP
+    tower reached by two paths (the backbone's paired text tower and the head's class text)
+    shares its tensors, which safetensors refuses; the second name becomes an alias of the
+    first (`aliases`: alias -> stored name, kept in the file's metadata)."""
+    out: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    first: dict[tuple, str] = {}
+    for name, t in state.items():
+        where = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape),
+                 tuple(t.stride()), t.dtype)
+        if t.numel() and where in first:
+            aliases[name] = first[where]
+            continue
+        first[where] = name
+        out[name] = (t.float() if t.is_floating_point() else t).contiguous()
+    return out, aliases
+
+
 def _short_metrics(result: dict) -> str:
     m = result.get("metrics") or {}
     fd, acc = m.get("fear_disgust"), m.get("accuracy")
@@ -138,9 +159,9 @@ def save_cell(out: Path, cell: Cell, result: dict, output=None) -> None:
             if getattr(output, "checkpoint", None) is not None:
                 from safetensors.torch import save  # tensors only: loads without unpickling
 
-                state = {k: v.float() if v.is_floating_point() else v
-                         for k, v in output.checkpoint.items()}
-                atomic_write_bytes(cdir / CHECKPOINT_FILE, save(state))
+                state, aliases = unshared(output.checkpoint)
+                atomic_write_bytes(cdir / CHECKPOINT_FILE,
+                                   save(state, metadata={"aliases": json.dumps(aliases)}))
         write_json_atomic(cdir / RESULT_FILE, json_safe(result))
     except WriteError as e:
         raise ResultNotSaved(e.path, f"{e}. Cell {cell.label} ({cell.cell_id}) finished "
