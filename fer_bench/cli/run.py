@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -136,7 +135,7 @@ def run(
     [b]fer-bench run[/b] runs the demo; [b]fer-bench run -b FILE --dry-run[/b] shows a plan
     and its cost; axis flags replace a benchmark file's axes, training flags its \\[train]."""
     from ..plan import Benchmark as Bench
-    from ..plan import coerce_train, expand, find_benchmark, load_benchmark
+    from ..plan import expand, find_benchmark, load_benchmark, train_config
 
     load_plugins(plugin)
     axes = {"backbones": csv_list(backbones), "prompts": csv_list(prompts),
@@ -165,9 +164,8 @@ def run(
         flags["pretrained"] = False
     if "regime" in flags:  # --train / --set regime=...: one regime for every cell
         bench.regimes = None
-    bench.train = replace(bench.train, **coerce_train(flags, "command line"))
+    bench.train = train_config(flags, "command line", base=bench.train)
     bench.explicit |= set(flags)
-    bench.train.validate("command line")
     cells = expand(bench)
     out = out or Path("runs") / bench.name
     keep = keep_checkpoints or bench.keep_checkpoints
