@@ -26,7 +26,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import torch
 from pydantic import ConfigDict, TypeAdapter, ValidationError
@@ -63,7 +63,6 @@ from .plan_schema import (
 from .resources import data_files, read_toml
 
 SelectMetric = Literal["accuracy", "balanced_accuracy", "macro_f1", "fear_disgust", "loss"]
-SELECT_METRICS: tuple[str, ...] = get_args(SelectMetric)
 
 
 @dataclass(frozen=True)
