@@ -19,18 +19,19 @@ backbone x dataset x seed. A cell id is a hash of the cell's fully resolved conf
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import functools
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Literal
 
 import torch
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
-from .adaptation.spec import RegimeSpec, parse_regime, regime_problem
+from .adaptation.spec import RegimeSpec, parse_regime
 from .backbones import (
     BACKBONES,
     FAMILIES,
@@ -45,104 +46,92 @@ from .backbones.cards import read_card
 from .errors import ConfigError, FerBenchError, UnknownNameError
 from .heads import HeadSpec, head_spec
 from .levers import amp_dtype, pick_device
+from .plan_schema import (
+    AXES,
+    Flag,
+    Float,
+    NonNegativeFloat,
+    NonNegativeInt,
+    NonNegativeNumbers,
+    PositiveFloat,
+    PositiveInt,
+    Regime,
+    Text,
+    config_error,
+    read_benchmark_file,
+)
 from .resources import data_files, read_toml
 
-AXES = ("backbones", "prompts", "heads", "text_encoders", "datasets", "seeds", "regimes")
-TOP_KEYS = {"name", "description", "axes", "train", "overrides", "skip", "eval"}
-MATCH_KEYS = ("backbone", "head", "prompts", "text_encoder", "dataset", "regime")
-EVAL_KEYS = {"cross_datasets", "keep_checkpoints"}
-REGIMES = ("full", "image", "text", "frozen")  # and partial:N, lora:..., adapter[:...], vpt:N
-SELECT_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "fear_disgust", "loss")
+SelectMetric = Literal["accuracy", "balanced_accuracy", "macro_f1", "fear_disgust", "loss"]
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 5
-    batch_size: int = 64
-    accum_steps: int = 1              # gradient accumulation: effective batch = batch x accum
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    optimizer: str = "adamw"          # adamw | adam | sgd
-    schedule: str = "cosine"          # cosine | constant (after warmup)
-    warmup_epochs: float = 0.0
-    grad_clip: float = 1.0            # 0 disables (LASTED: none)
-    drop_last: bool = False           # drop a last partial training batch (LASTED: true)
-    absent_classes: str = "image_only"  # lasted, class absent from a batch: image_only | mask
-    regime: str = "full"              # full | image | text | frozen | partial:N | lora:r=R,...
+    """A cell's training settings. The annotations are the checks (plan_schema): a [train]
+    table, --set and a card's defaults are validated by pydantic into this dataclass."""
+    __pydantic_config__ = ConfigDict(extra="forbid")  # a class attribute, not a field
+
+    epochs: PositiveInt = 5
+    batch_size: PositiveInt = 64
+    accum_steps: PositiveInt = 1      # gradient accumulation: effective batch = batch x accum
+    lr: PositiveFloat = 1e-3
+    weight_decay: Float = 0.01
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    schedule: Literal["cosine", "constant"] = "cosine"  # after warmup
+    warmup_epochs: Float = 0.0
+    grad_clip: NonNegativeFloat = 1.0  # 0 disables (LASTED: none)
+    drop_last: Flag = False           # drop a last partial training batch (LASTED: true)
+    # lasted, class absent from a batch
+    absent_classes: Literal["image_only", "mask"] = "image_only"
+    regime: Regime = "full"           # full | image | text | frozen | partial:N | lora:r=R,...
     #                                   | adapter[:dim=D,...] | vpt:N (fer_bench.adaptation.spec)
-    amp: str = "auto"                 # auto (bf16/fp16 on CUDA, fp32 on CPU) | bf16 | fp16 | off
-    select_metric: str = "accuracy"   # checkpoint selection on the *validation* split
-    patience: int = 0                 # early stopping after N epochs without improvement; 0 off
-    balance: str = "none"             # none | sampler | loss (class-balanced, for disgust)
-    logit_adjust: float = 0.0         # tau of logit-adjusted loss (Menon et al. 2021); 0 off
-    prompt_sampling: bool = False     # one prompt per class per step instead of the ensemble
-    tta: str = "none"                 # test-time augmentation: none | tencrop (FER2013 style)
-    probe_weight_decays: tuple = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
-    image_size: int = 0               # 0: the backbone's own input size
-    pretrained: bool = True           # False: random init for every backbone (recorded)
-    text_encoder: str = "minilm"      # for backbones without a paired text tower
-    eval_batch_size: int = 256
-    device: str = "auto"              # auto | cpu | cuda | cuda:N
+    # auto: bf16/fp16 on CUDA, fp32 on CPU
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+    select_metric: SelectMetric = "accuracy"  # checkpoint selection on the *validation* split
+    patience: NonNegativeInt = 0      # early stopping after N epochs without improvement; 0 off
+    # class-balanced sampling or loss (for disgust)
+    balance: Literal["none", "sampler", "loss"] = "none"
+    logit_adjust: NonNegativeFloat = 0.0  # tau of logit-adjusted loss (Menon et al. 2021); 0 off
+    prompt_sampling: Flag = False     # one prompt per class per step instead of the ensemble
+    tta: Literal["none", "tencrop"] = "none"  # test-time augmentation (FER2013 style)
+    probe_weight_decays: NonNegativeNumbers = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
+    image_size: NonNegativeInt = 0    # 0: the backbone's own input size
+    pretrained: Flag = True           # False: random init for every backbone (recorded)
+    text_encoder: Text = "minilm"     # for backbones without a paired text tower
+    eval_batch_size: PositiveInt = 256
+    device: Text = "auto"             # auto | cpu | cuda | cuda:N
     # Speed levers (see README "Speed"); none changes what is measured beyond float rounding,
     # except feature_views, which sets how many augmented views a frozen encoder trains on.
-    feature_cache: bool = True        # frozen image encoder: features computed once, on disk
-    feature_views: int = 1            # 1: un-augmented features; V: + V-1 augmented views
-    channels_last: str = "auto"       # auto (conv nets on CUDA, or CPU under bf16) | on | off
-    compile: bool = False             # torch.compile the trained module
-    tf32: bool = True                 # TF32 matmuls on Ampere+ GPUs
-    oom_retry: bool = True            # CUDA OOM: halve the batch, double accumulation, retry
+    feature_cache: Flag = True        # frozen image encoder: features computed once, on disk
+    feature_views: PositiveInt = 1    # 1: un-augmented features; V: + V-1 augmented views
+    # auto: conv nets on CUDA, or CPU under bf16
+    channels_last: Literal["auto", "on", "off"] = "auto"
+    compile: Flag = False             # torch.compile the trained module
+    tf32: Flag = True                 # TF32 matmuls on Ampere+ GPUs
+    oom_retry: Flag = True            # CUDA OOM: halve the batch, double accumulation, retry
 
     def validate(self, where: str) -> None:
-        checks = [
-            (self.epochs >= 1, "epochs must be >= 1"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (self.accum_steps >= 1, "accum_steps must be >= 1"),
-            (self.lr > 0, "lr must be > 0"),
-            (self.optimizer in ("adamw", "adam", "sgd"), "optimizer must be adamw, adam or sgd"),
-            (self.schedule in ("cosine", "constant"), "schedule must be cosine or constant"),
-            (regime_problem(self.regime) is None, f"regime: {regime_problem(self.regime)}"),
-            (self.amp in ("auto", "bf16", "fp16", "off"), "amp must be auto, bf16, fp16 or off"),
-            (self.absent_classes in ("mask", "image_only"),
-             "absent_classes must be mask or image_only"),
-            (self.grad_clip >= 0, "grad_clip must be >= 0 (0 disables)"),
-            (self.select_metric in SELECT_METRICS,
-             f"select_metric must be one of {', '.join(SELECT_METRICS)}"),
-            (self.patience >= 0, "patience must be >= 0"),
-            (self.tta in ("none", "tencrop"), "tta must be none or tencrop"),
-            (self.balance in ("none", "sampler", "loss"), "balance must be none, sampler or loss"),
-            (self.logit_adjust >= 0, "logit_adjust must be >= 0"),
-            (bool(self.probe_weight_decays) and all(
-                isinstance(w, int | float) and w >= 0 for w in self.probe_weight_decays),
-             "probe_weight_decays must be a non-empty list of numbers >= 0"),
-            (self.image_size >= 0, "image_size must be >= 0"),
-            (self.feature_views >= 1, "feature_views must be >= 1"),
-            (self.channels_last in ("auto", "on", "off"), "channels_last must be auto, on or off"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(f"{where}: train.{msg}")
+        """Raise ConfigError naming `where` and the key when a setting is out of range."""
+        train_config({}, where, base=self)
 
 
-def coerce_train(values: dict[str, Any], where: str) -> dict[str, Any]:
-    """Check keys and types of a [train] table (or flags) against TrainConfig."""
-    hints = get_type_hints(TrainConfig)
-    known = {f.name for f in fields(TrainConfig)}
-    out = {}
-    for key, value in values.items():
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            raise ConfigError(f"{where}: unknown key train.{key}"
-                              + (f" (did you mean {close[0]!r}?)" if close else ""))
-        typ = hints[key]
-        if typ is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if typ is tuple and isinstance(value, list):
-            value = tuple(value)
-        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-            raise ConfigError(f"{where}: train.{key} must be {typ.__name__}, "
-                              f"got {type(value).__name__} {value!r}")
-        out[key] = value
-    return out
+TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
+
+
+@functools.cache
+def _train_adapter() -> TypeAdapter:
+    return TypeAdapter(TrainConfig)
+
+
+def train_config(values: Mapping[str, Any], where: str, base: TrainConfig | None = None,
+                 at: tuple = ("train",)) -> TrainConfig:
+    """`base` (default: the defaults) with `values` set, checked and coerced (an int for a
+    float becomes a float, a list a tuple). Errors name `where` and the key, `at` being where
+    the values sit in the file."""
+    try:
+        return _train_adapter().validate_python({**asdict(base or TrainConfig()), **values})
+    except ValidationError as e:
+        raise config_error(where, e, prefix=at, keys={"train": TRAIN_KEYS}) from None
 
 
 @dataclass
@@ -183,78 +172,21 @@ def find_benchmark(name_or_path: str) -> Path:
 
 
 def load_benchmark(path: Path) -> Benchmark:
-    data = read_toml(path)
+    """A benchmark file, checked (plan_schema) before anything of it is used."""
     where = str(path)
-    unknown = set(data) - TOP_KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown top-level key(s) {', '.join(sorted(unknown))} "
-                          f"(expected: {', '.join(sorted(TOP_KEYS))})")
-    axes = data.get("axes", {})
-    if not isinstance(axes, dict):
-        raise ConfigError(f"{where}: [axes] must be a table")
-    bad = set(axes) - set(AXES)
-    if bad:
-        raise ConfigError(f"{where}: unknown axis {', '.join(sorted(bad))} "
-                          f"(expected: {', '.join(AXES)})")
-    bench = Benchmark(name=str(data.get("name", path.stem)),
-                      description=str(data.get("description", "")), source=where)
-    for axis, values in axes.items():
-        elem = int if axis == "seeds" else str
-        if not isinstance(values, list) or not all(
-                isinstance(v, elem) and not isinstance(v, bool) for v in values):
-            raise ConfigError(f"{where}: axes.{axis} must be a list of {elem.__name__}s")
-        if not values:
-            raise ConfigError(f"{where}: axes.{axis} is empty")
-        setattr(bench, axis, list(values))
-    train = data.get("train", {})
-    if not isinstance(train, dict):
-        raise ConfigError(f"{where}: [train] must be a table")
-    bench.train = replace(TrainConfig(), **coerce_train(train, where))
-    bench.train.validate(where)
-    bench.explicit = set(train)
-    for i, regime in enumerate(bench.regimes or []):
-        replace(bench.train, regime=regime).validate(f"{where}: axes.regimes[{i}]")
-    for i, entry in enumerate(_tables(data, "overrides", where)):
-        at = f"{where}: overrides[{i}]"
-        match = _match(entry, at, extra={"train"})
-        values = entry.get("train")
-        if not isinstance(values, dict) or not values:
-            raise ConfigError(f"{at}: needs a non-empty 'train' table of settings to override")
-        replace(bench.train, **coerce_train(values, at)).validate(at)
-        bench.overrides.append((match, coerce_train(values, at)))
-    bench.skip = [_match(e, f"{where}: skip[{i}]")
-                  for i, e in enumerate(_tables(data, "skip", where))]
-    ev = data.get("eval", {})
-    if not isinstance(ev, dict) or set(ev) - EVAL_KEYS:
-        raise ConfigError(f"{where}: [eval] takes only {', '.join(sorted(EVAL_KEYS))}")
-    cross = ev.get("cross_datasets", [])
-    if not isinstance(cross, list) or not all(isinstance(x, str) for x in cross):
-        raise ConfigError(f"{where}: eval.cross_datasets must be a list of dataset specs")
-    bench.cross_datasets = list(cross)
-    if not isinstance(ev.get("keep_checkpoints", False), bool):
-        raise ConfigError(f"{where}: eval.keep_checkpoints must be true or false")
-    bench.keep_checkpoints = ev.get("keep_checkpoints", False)
+    file = read_benchmark_file(read_toml(path), where)
+    bench = Benchmark(name=file.name or path.stem, description=file.description, source=where,
+                      train=train_config(file.train, where), explicit=set(file.train),
+                      skip=[m.globs() for m in file.skip],
+                      cross_datasets=list(file.eval.cross_datasets),
+                      keep_checkpoints=file.eval.keep_checkpoints)
+    for axis in AXES:
+        if (values := getattr(file.axes, axis)) is not None:
+            setattr(bench, axis, list(values))
+    for i, entry in enumerate(file.overrides):
+        train = train_config(entry.train, where, base=bench.train, at=("overrides", i, "train"))
+        bench.overrides.append((entry.globs(), {k: getattr(train, k) for k in entry.train}))
     return bench
-
-
-def _tables(data: dict, key: str, where: str) -> list[dict]:
-    entries = data.get(key, [])
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise ConfigError(f"{where}: {key} must be an array of tables ([[{key}]])")
-    return entries
-
-
-def _match(entry: dict, at: str, extra: set[str] = frozenset()) -> dict[str, str]:
-    """The cell-matching part of an [[overrides]] / [[skip]] entry: globs per axis."""
-    unknown = set(entry) - set(MATCH_KEYS) - extra
-    if unknown:
-        raise ConfigError(f"{at}: unknown key(s) {', '.join(sorted(unknown))} "
-                          f"(match on: {', '.join(MATCH_KEYS)})")
-    match = {k: v for k, v in entry.items() if k in MATCH_KEYS}
-    if not match or not all(isinstance(v, str) for v in match.values()):
-        raise ConfigError(f"{at}: needs at least one of {', '.join(MATCH_KEYS)} as a string "
-                          "(globs allowed: \"clip_*\")")
-    return match
 
 
 def matches(match: dict[str, str], **cell: str | None) -> bool:
@@ -367,9 +299,7 @@ def with_card_defaults(bench: Benchmark, backbone: str) -> TrainConfig:
     values = {k: v for k, v in defaults.items() if k not in bench.explicit}
     if not values:
         return bench.train
-    train = replace(bench.train, **values)
-    train.validate(where)
-    return train
+    return train_config(values, where, base=bench.train)
 
 
 def expand(bench: Benchmark) -> list[Cell]:

@@ -172,6 +172,14 @@ def test_set_overrides_any_training_setting(tmp_path: Path):
     assert (train["weight_decay"], train["balance"], train["amp"]) == (0.05, "sampler", "off")
     bad = runner.invoke(app, ["run", "--backbones", "fer_cnn", "--set", "wd=1", "--dry-run"])
     assert bad.exit_code != 0 and "train.wd" in str(bad.exception)
+    typo = runner.invoke(app, ["run", "--backbones", "fer_cnn", "--set", "wieght_decay=1",
+                               "--dry-run"])
+    assert "command line: unknown key train.wieght_decay (did you mean 'weight_decay'?)" in str(
+        typo.exception)
+    for flags, needle in ((["--lr", "0"], "command line: train.lr: expected a number > 0, got 0.0"),
+                          (["--set", "amp=bf32"], "train.amp: expected one of 'auto', 'bf16'")):
+        bad = runner.invoke(app, ["run", "--backbones", "fer_cnn", *flags, "--dry-run"])
+        assert bad.exit_code != 0 and needle in str(bad.exception), flags
 
 
 def test_dry_run_checks_prompt_coverage_of_8_class_datasets(tmp_path: Path, monkeypatch):
@@ -196,6 +204,8 @@ def test_run_help_is_grouped_with_real_metavars():
     assert out.index("─ Clusters ") < out.index("--slurm-partition")
     assert "<bool>" not in out and "<str>" not in out and "list[str]" not in out
     assert "KEY=VALUE" in out and "<local|ray|slurm>" in out
+    for form in ("partial:N", "lora:r=R", "adapter[:OPTS]", "vpt:N"):  # every regime form
+        assert form in out, form
 
 
 def test_fixed_choices_reject_a_typo_listing_valid_values(tmp_path: Path):

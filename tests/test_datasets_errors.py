@@ -145,6 +145,47 @@ def test_bad_options(tmp_path):
         load(f"fer2013:{tmp_path}/nope.csv")
 
 
+@pytest.mark.parametrize("spec, message", [
+    ("synfer:n=100", "dataset 'synfer:n=100': option n='100' is not a valid integer >= 500 "
+                     "(every class in every split needs images)"),
+    ("synfer:n=many", "option n='many' is not a valid integer >= 500"),
+    ("synfer:label_noise=1", "option label_noise='1' is not a valid number in [0, 1)"),
+    ("synfer:nn=3", "dataset 'synfer:nn=3': bad option 'nn=3' (did you mean 'n'?); expected "
+                    "key=value with key one of: n, seed, label_noise, test_n"),
+])
+def test_synfer_options_name_spec_option_and_what_was_expected(spec, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(spec)
+
+
+@pytest.mark.parametrize("opts, message", [
+    ("size=8", "option size='8' is not a valid integer in [16, 1024]"),
+    ("channels=2", "option channels='2' is not a valid channel count (1 | 3)"),
+    ("cache=maybe", "option cache='maybe' is not a valid flag (1/0, on/off, true/false)"),
+    ("val_fraction=0.6", "option val_fraction='0.6' is not a valid number in (0, 0.5]"),
+    ("sise=32", "bad option 'sise=32' (did you mean 'size'?)"),
+])
+def test_on_disk_options_name_spec_option_and_what_was_expected(tmp_path, opts, message):
+    path = write_fer_csv(tmp_path / "fer2013.csv")
+    with pytest.raises(ConfigError, match=re.escape(f"dataset 'fer2013:{path}#{opts}': ")
+                       + re.escape(message)):
+        load(f"fer2013:{path}#{opts}")
+
+
+def test_plugin_converters_still_work():
+    from fer_bench.data import parse_options
+
+    def even(v: str) -> int:
+        if int(v) % 2:
+            raise ValueError(v)
+        return int(v)
+
+    even.expected = "even integer"  # type: ignore[attr-defined]
+    assert parse_options("k=4,s=x", "p", {"k": even, "s": str}) == {"k": 4, "s": "x"}
+    with pytest.raises(ConfigError, match=r"option k='3' is not a valid even integer"):
+        parse_options("k=3", "p", {"k": even})
+
+
 def test_path_with_hash_is_a_path(tmp_path):
     path = write_fer_csv(tmp_path / "a#b" / "fer2013.csv")
     assert len(load(f"fer2013:{path}").splits["test"]) == 7

@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models", ("fer_bench.backbones", "fer_bench.text", "fer_bench.adaptation")),
     ("heads", ("fer_bench.heads",)),
     # A cell names backbones, heads and regimes: planning checks and expands those names.
-    ("plan", ("fer_bench.plan",)),
+    ("plan", ("fer_bench.plan", "fer_bench.plan_schema")),
     # Metrics and statistics are computed by the engine as it evaluates (results/metrics.py
     # and results/stats.py import only foundations).
     ("train", ("fer_bench.train", "fer_bench.results.metrics", "fer_bench.results.stats")),

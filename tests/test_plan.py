@@ -32,7 +32,14 @@ def test_demo_benchmark_is_found_and_valid():
 
 @pytest.mark.parametrize("text,needle", [
     ('[train]\nepochz = 3\n', "train.epochz"),
-    ('[train]\nepochs = "three"\n', "train.epochs must be int"),
+    ('[train]\nepochs = "three"\n', "train.epochs: expected an integer, got 'three'"),
+    ('[train]\nlr = "abc"\n', "train.lr: expected a number, got 'abc'"),
+    ('[train]\nlr = 0\n', "train.lr: expected a number > 0, got 0"),
+    ('[train]\noptimizer = "sgdd"\n', "train.optimizer: expected one of 'adamw', 'adam' or 'sgd'"),
+    ('[train]\ndrop_last = 1\n', "train.drop_last: expected true or false, got 1"),
+    ('[train]\nprobe_weight_decays = [0, -1]\n', "train.probe_weight_decays[1]: expected a number"),
+    ('[axes]\nseeds = [0, "1"]\n', "axes.seeds[1]: expected an integer, got '1'"),
+    ('[axes]\nregimes = ["full", "lora"]\n', "axes.regimes[1]: regime 'lora': LoRA needs its rank"),
     ('[axes]\nbackbones = []\n', "axes.backbones is empty"),
     ('[axes]\nbackbone = ["fer_cnn"]\n', "unknown axis backbone"),
     ('nmae = "x"\n', "unknown top-level key"),
@@ -45,6 +52,43 @@ def test_bad_benchmark_files_name_the_key_and_file(tmp_path: Path, text, needle)
     with pytest.raises(ConfigError) as e:
         load_benchmark(f)
     assert needle in str(e.value) and str(f) in str(e.value)
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('[train]\nepochz = 3\n', "unknown key train.epochz (did you mean 'epochs'?)"),
+    ('nmae = "x"\n', "unknown top-level key nmae (did you mean 'name'?)"),
+    ('[axes]\nbackbone = ["fer_cnn"]\n', "unknown axis backbone (did you mean 'backbones'?)"),
+    ('[[overrides]]\nhead = "x"\ntrain = { lrr = 1 }\n',
+     "unknown key overrides[0].train.lrr (did you mean 'lr'?)"),
+    ('[eval]\nkeep = true\n', "unknown key eval.keep (expected: cross_datasets, keep_checkpoints)"),
+])
+def test_unknown_keys_suggest_the_closest_known_key(tmp_path: Path, text, needle):
+    f = tmp_path / "bad.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_benchmark(f)
+    assert str(e.value) == f"{f}: {needle}"
+
+
+def test_every_wrong_key_is_reported_once_per_line(tmp_path: Path):
+    f = tmp_path / "bad.toml"
+    f.write_text('[train]\nlr = "abc"\nbatch_size = 0\n')
+    with pytest.raises(ConfigError) as e:
+        load_benchmark(f)
+    assert str(e.value).splitlines() == [f"{f}: train.batch_size: expected an integer >= 1, got 0",
+                                         f"{f}: train.lr: expected a number, got 'abc'"]
+
+
+def test_validated_values_keep_cell_ids(tmp_path: Path):
+    """An int for a float becomes a float, a list a tuple (as before pydantic): same ids."""
+    bench = _bench(tmp_path, '[axes]\nbackbones = ["fer_cnn"]\nheads = ["linear"]\n'
+                             '[train]\nlr = 1\nprobe_weight_decays = [0, 0.1]\n')
+    assert bench.train == TrainConfig(lr=1.0, probe_weight_decays=(0, 0.1))
+    assert isinstance(bench.train.lr, float) and isinstance(bench.train.probe_weight_decays[0], int)
+    (cell,) = expand(bench)
+    plain = Benchmark(backbones=["fer_cnn"], heads=["linear"],
+                      train=TrainConfig(lr=1.0, probe_weight_decays=(0, 0.1)))
+    assert cell.cell_id == expand(plain)[0].cell_id
 
 
 def test_unknown_head_suggests_closest():
@@ -94,7 +138,9 @@ backbone = "fer_cnn"
 @pytest.mark.parametrize("text,needle", [
     ('[[overrides]]\nbackbone = "x"\n', "needs a non-empty 'train' table"),
     ('[[overrides]]\nbackbone = "x"\ntrain = { lrr = 1 }\n', "train.lrr"),
-    ('[[skip]]\nbackbon = "x"\n', "unknown key(s) backbon"),
+    ('[[skip]]\nbackbon = "x"\n', "unknown key skip[0].backbon (did you mean 'backbone'?)"),
+    ('[[skip]]\nbackbone = 3\n', "skip[0].backbone: expected a string, got 3"),
+    ('[[skip]]\n', "skip[0]: needs at least one of backbone"),
     ('[eval]\ncross_datasets = "synfer"\n', "eval.cross_datasets"),
 ])
 def test_bad_overrides_and_skips(tmp_path: Path, text, needle):

@@ -81,7 +81,8 @@ def test_synfer_spec_rejects_a_tiny_test_split() -> None:
     from fer_bench.data import load_dataset
     from fer_bench.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="test_n must be at least 100"):
+    with pytest.raises(ConfigError, match=r"test_n='20' is not a valid integer >= 100 "
+                                          r"\(every class needs test images\)"):
         load_dataset("synfer:n=600,test_n=20")
 
 

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from ..errors import FerBenchError
-from .common import Fmt, backbones_app, console, load_plugins
+from .common import Fmt, Format, backbones_app, console, load_plugins
 
 Plugins = Annotated[list[Path] | None, typer.Option("--plugin", help="Python file registering "
                                                    "backbones (repeatable).")]
@@ -35,7 +35,7 @@ def _fmt_size(v) -> str:
 
 
 @backbones_app.command("list")
-def backbones_list(pattern: Pattern = "*", fmt: Fmt = "table", plugin: Plugins = None) -> None:
+def backbones_list(pattern: Pattern = "*", fmt: Fmt = Format.table, plugin: Plugins = None) -> None:
     """Backbone cards and registered encoders, with dims, params and GMACs.
 
     Nothing is downloaded or loaded: values come from each card's [measured] table, or from
@@ -51,7 +51,7 @@ def backbones_list(pattern: Pattern = "*", fmt: Fmt = "table", plugin: Plugins =
             rows.append(describe(name).summary())
         except FerBenchError as e:  # one broken user card must not hide the others
             rows.append({"name": name, "error": str(e)})
-    if fmt == "json":
+    if fmt is Format.json:
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table()
@@ -73,7 +73,7 @@ def backbones_list(pattern: Pattern = "*", fmt: Fmt = "table", plugin: Plugins =
 @backbones_app.command("show")
 def backbones_show(
     name: Annotated[str, typer.Argument(help="Card name or spec (timm:resnet18@none).")],
-    fmt: Fmt = "table",
+    fmt: Fmt = Format.table,
     load: Annotated[bool, typer.Option("--load", help="Build it for real with its weights "
                                        "(checks they are available).")] = False,
     no_pretrained: Annotated[bool, typer.Option(
@@ -93,7 +93,7 @@ def backbones_show(
         bb = create_backbone(name, device="meta", use_cache=False)
     cfg = bb.config.to_dict()
     cfg["weights_loaded"] = bool(load and not no_pretrained and cfg["weights"] != "none")
-    if fmt == "json":
+    if fmt is Format.json:
         typer.echo(json.dumps(cfg, indent=2, default=str))
         return
     for k, v in cfg.items():

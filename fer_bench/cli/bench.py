@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import ConfigError
-from .common import app, console, csv_list, load_plugins
+from .common import Fmt, Format, app, console, csv_list, load_plugins
 
 
 @app.command("bench")
@@ -28,7 +28,7 @@ def bench(
     pretrained: Annotated[bool, typer.Option(
         "--pretrained/--random", help="Load pretrained weights (speed does not depend on "
         "them; random init needs no download).")] = False,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table | json")] = "table",
+    fmt: Fmt = Format.table,
     out: Annotated[Path | None, typer.Option(help="Also write the rows as JSON here (the "
                                              "leaderboard's --bench input).")] = None,
     plugin: Annotated[list[Path] | None, typer.Option(
@@ -45,8 +45,6 @@ def bench(
     from ..train.throughput import MODES, BenchOptions, PeakMeter, bench_backbone
 
     load_plugins(plugin)
-    if fmt not in ("table", "json"):
-        raise ConfigError(f"--format {fmt!r}: expected table or json")
     if batch < 1 or steps < 1:
         raise ConfigError("--batch and --steps must be >= 1")
     if train and infer:
@@ -63,7 +61,7 @@ def bench(
         from ..atomic import write_json_atomic
 
         write_json_atomic(out, rows)
-    if fmt == "json":
+    if fmt is Format.json:
         typer.echo(json.dumps(rows, indent=2))
         return
     _print_table(rows)

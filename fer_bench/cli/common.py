@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -57,7 +58,13 @@ app.add_typer(prompts_app, name="prompts")
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
-Fmt = Annotated[str, typer.Option("--format", "-f", help="table | md | csv | json")]
+class Format(str, Enum):
+    """What a listing command prints (Typer checks the choice and lists them on a typo)."""
+    table = "table"
+    json = "json"
+
+
+Fmt = Annotated[Format, typer.Option("--format", "-f", help="A table, or JSON for scripts.")]
 
 
 def csv_list(value: str | None) -> list[str] | None:

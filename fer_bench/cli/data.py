@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ..errors import FerBenchError
-from .common import Fmt, console, data_app, err_console
+from .common import Fmt, Format, console, data_app, err_console
+
+
+class SynthFormat(str, Enum):
+    fer2013_csv = "fer2013-csv"
+    folder = "folder"
+
 
 SkipBad = Annotated[int | None, typer.Option(
     "--skip-bad", help="Skip (and report) at most N malformed rows/images instead of stopping.")]
@@ -53,18 +59,16 @@ def data_list() -> None:
 @data_app.command("stats")
 def data_stats(spec: Annotated[str, typer.Argument(help="Dataset spec, e.g. synfer:n=8000 or "
                                                    "fer2013:/data/fer2013.csv")],
-               fmt: Fmt = "table", skip_bad: SkipBad = None) -> None:
+               fmt: Fmt = Format.table, skip_bad: SkipBad = None) -> None:
     """Per split, per canonical class image counts (JSON: {dataset, classes, splits})."""
     from rich.table import Table
 
     from ..data import load_dataset
 
-    if fmt not in ("table", "json"):
-        raise FerBenchError(f"--format {fmt!r}: expected table or json")
     ds = load_dataset(_spec_with(spec, skip_bad=skip_bad))
     _warn_skipped(ds)
     stats = {**ds.stats(), "dataset": spec}
-    if fmt == "json":
+    if fmt is Format.json:
         typer.echo(json.dumps(stats, indent=2))
         return
     table = Table(title=f"{spec}", title_justify="left")
@@ -123,21 +127,18 @@ def data_verify(spec: Annotated[str, typer.Argument(help="Dataset spec, e.g. "
 @data_app.command("synth")
 def data_synth(
     out: Annotated[Path, typer.Argument(help="Output file (fer2013-csv) or directory (folder).")],
-    fmt: Annotated[str, typer.Option("--format", help="fer2013-csv | folder")] = "fer2013-csv",
-    n: Annotated[int, typer.Option(help="Number of images.")] = 35887,
+    fmt: Annotated[SynthFormat, typer.Option(
+        "--format", help="fer2013.csv, or train/ test/ class folders.")] = SynthFormat.fer2013_csv,
+    n: Annotated[int, typer.Option(min=500, help="Number of images.")] = 35887,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
 ) -> None:
     """Write SynFER in a real on-disk format (fer2013.csv, or train/ test/ class folders)."""
     from ..data import synfer
 
-    if n < 500:
-        raise FerBenchError("--n must be at least 500")
     ds = synfer.generate(n=n, seed=seed)
-    if fmt == "fer2013-csv":
+    if fmt is SynthFormat.fer2013_csv:
         path = out / "fer2013.csv" if out.is_dir() else out
         synfer.write_fer2013_csv(ds, path)
-    elif fmt == "folder":
-        path = synfer.write_folder(ds, out)
     else:
-        raise FerBenchError(f"--format {fmt!r}: expected fer2013-csv or folder")
+        path = synfer.write_folder(ds, out)
     console.print(f"wrote {n} SynFER images (seed {seed}) to {path}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -11,12 +10,7 @@ from typing import Annotated
 import typer
 
 from ..errors import FerBenchError
-from .common import app, console, csv_list, err_console, load_plugins
-
-
-class PlanFormat(str, Enum):
-    table = "table"
-    json = "json"
+from .common import Format, app, console, csv_list, err_console, load_plugins
 
 
 class Executor(str, Enum):
@@ -63,7 +57,10 @@ def run(
                                      help="Learning rate.")] = None,
     train: Annotated[str | None, _opt(
         "--train", panel=TRAINING, metavar="REGIME",
-        help="Which towers train: full | image | text | frozen | partial:N.")] = None,
+        help="Which towers train, and how: full | image | text | frozen | partial:N | "
+        "lora:r=R[,OPTS] | adapter[:OPTS] | vpt:N. LoRA OPTS: alpha=A, dropout=P, "
+        "targets=attn|mlp|conv|all|NAME+NAME, tower=image|text|both; adapter OPTS: dim=D, "
+        "ratio=A, on=image|text|both (fer_bench/adaptation/spec.py).")] = None,
     image_size: Annotated[int | None, _opt(
         "--image-size", panel=TRAINING, metavar="PX",
         help="Resize inputs to this size (backbones without a fixed input size).")] = None,
@@ -86,8 +83,8 @@ def run(
         "--dry-run/--no-dry-run", panel=OUTPUT,
         help="Print the plan (cells, configs, cost estimates); load and train nothing.")
     ] = False,
-    fmt: Annotated[PlanFormat, _opt("--format", panel=OUTPUT, help="Dry-run output.")
-                   ] = PlanFormat.table,
+    fmt: Annotated[Format, _opt("--format", panel=OUTPUT, help="Dry-run output.")
+                   ] = Format.table,
     rerun: Annotated[bool, _opt("--rerun/--no-rerun", panel=OUTPUT,
                                 help="Re-run cells that already have a result.")] = False,
     quiet: Annotated[bool, _opt("--quiet", "-q", panel=OUTPUT, help="No progress display.")
@@ -135,13 +132,54 @@ def run(
 
     [b]fer-bench run[/b] runs the demo; [b]fer-bench run -b FILE --dry-run[/b] shows a plan
     and its cost; axis flags replace a benchmark file's axes, training flags its \\[train]."""
-    from ..plan import Benchmark as Bench
-    from ..plan import coerce_train, expand, find_benchmark, load_benchmark
+    from ..plan import expand, train_config
 
     load_plugins(plugin)
-    axes = {"backbones": csv_list(backbones), "prompts": csv_list(prompts),
-            "heads": csv_list(heads), "text_encoders": csv_list(text_encoders),
-            "datasets": csv_list(dataset)}
+    bench = _benchmark(benchmark, {"backbones": backbones, "prompts": prompts, "heads": heads,
+                                   "text_encoders": text_encoders, "datasets": dataset}, seeds)
+    flags = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "regime": train,
+             "image_size": image_size, "device": device}
+    flags = {k: v for k, v in flags.items() if v is not None} | parse_settings(settings or [])
+    if no_pretrained:
+        flags["pretrained"] = False
+    if "regime" in flags:  # --train / --set regime=...: one regime for every cell
+        bench.regimes = None
+    bench.train = train_config(flags, "command line", base=bench.train)
+    bench.explicit |= set(flags)
+    out = out or Path("runs") / bench.name
+
+    # Executors (docs/clusters.md): the shard, torchrun, and cells run in other processes.
+    from ..executors import ExecOptions, all_plugins
+    from . import executors as ex
+
+    cells = ex.select_shard(expand(bench), shard)
+    executor_name, fmt_name = Executor(executor).value, Format(fmt).value
+    opts = ExecOptions(executor_name, isolate, cpus_per_cell, gpus_per_cell, ray_address,
+                       max_retries, slurm_partition, slurm_time, slurm_mem, slurm_gpus,
+                       slurm_array_parallelism, all_plugins(plugin))
+    opts.validate()
+    if dry_run:
+        _dry_run(cells, out, fmt_name, bench, opts)
+        return
+    if executor_name == "local" and not ex.under_torchrun():
+        _preflight_weights(cells)  # before any work: every missing weight once, then stop
+    ex.relaunch(nproc, opts)
+    keep = keep_checkpoints or bench.keep_checkpoints
+    if ex.under_torchrun():  # one cell across ranks: rank 0 runs the matrix, the rest follow
+        ex.on_ranks(lambda: _run_with_progress(cells, out, rerun, quiet, bench.name, keep,
+                                               plain), bench.train.device)
+    elif executor_name != "local" or isolate:
+        print_summary(cells, out, ex.run_and_report(cells, out, opts, rerun, quiet), bench.name,
+                      executor_name)
+    else:
+        _run_with_progress(cells, out, rerun, quiet, bench.name, keep, plain)
+
+
+def _benchmark(benchmark: str | None, axis_flags: dict[str, str | None], seeds: str | None):
+    """The benchmark file (demo when no axis is given) with the axes the flags replace."""
+    from ..plan import Benchmark, find_benchmark, load_benchmark
+
+    axes = {axis: csv_list(v) for axis, v in axis_flags.items()}
     if seeds:
         try:
             axes["seeds"] = [int(s) for s in csv_list(seeds) or []]
@@ -149,7 +187,7 @@ def run(
             raise FerBenchError(f"--seeds {seeds!r}: expected comma-separated integers") from None
     if benchmark is None and not axes["backbones"]:
         benchmark = "demo"
-    bench = load_benchmark(find_benchmark(benchmark)) if benchmark else Bench()
+    bench = load_benchmark(find_benchmark(benchmark)) if benchmark else Benchmark()
     for axis, values in axes.items():
         if values is not None:
             if not values:
@@ -157,55 +195,21 @@ def run(
             setattr(bench, axis, values)
     if not bench.backbones:
         raise FerBenchError("no backbones: pass --backbones or a --benchmark file")
-    flags = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "regime": train,
-             "image_size": image_size, "device": device}
-    flags = {k: v for k, v in flags.items() if v is not None}
-    flags.update(parse_settings(settings or []))
-    if no_pretrained:
-        flags["pretrained"] = False
-    if "regime" in flags:  # --train / --set regime=...: one regime for every cell
-        bench.regimes = None
-    bench.train = replace(bench.train, **coerce_train(flags, "command line"))
-    bench.explicit |= set(flags)
-    bench.train.validate("command line")
-    cells = expand(bench)
-    out = out or Path("runs") / bench.name
-    keep = keep_checkpoints or bench.keep_checkpoints
+    return bench
 
-    # Executors (docs/clusters.md): the shard, torchrun, and cells run in other processes.
-    from ..executors import ExecOptions, all_plugins
+
+def _dry_run(cells, out: Path, fmt: str, bench, opts) -> None:
+    """The plan, checked; nothing loaded. Data may live on the machine that will run it, so
+    paths are only warned about."""
+    from ..run import validate_cells
     from . import executors as ex
 
-    cells = ex.select_shard(cells, shard)
-    executor_name, fmt_name = Executor(executor).value, PlanFormat(fmt).value
-    opts = ExecOptions(executor_name, isolate, cpus_per_cell, gpus_per_cell, ray_address,
-                       max_retries, slurm_partition, slurm_time, slurm_mem, slurm_gpus,
-                       slurm_array_parallelism, all_plugins(plugin))
-    opts.validate()
-    if not dry_run and executor_name == "local" and not ex.under_torchrun():
-        _preflight_weights(cells)  # before any work: every missing weight once, then stop
-    if not dry_run:
-        ex.relaunch(nproc, opts)
-
-    from ..run import validate_cells
-
-    if dry_run:  # data may live on the machine that will run it: paths are only warned about
-        validate_cells(cells, check_paths=False)
-        _warn_missing_paths(cells)
-        _print_plan(cells, out, fmt_name)
-        if fmt_name != "json":
-            _print_weights_plan(cells, bench)
-        ex.print_dry_run(cells, out, opts, bench.name, fmt_name)
-        return
-    if ex.under_torchrun():  # one cell across ranks: rank 0 runs the matrix, the rest follow
-        ex.on_ranks(lambda: _run_with_progress(cells, out, rerun, quiet, bench.name, keep,
-                                               plain), bench.train.device)
-        return
-    if executor_name != "local" or isolate:
-        print_summary(cells, out, ex.run_and_report(cells, out, opts, rerun, quiet), bench.name,
-                      executor_name)
-        return
-    _run_with_progress(cells, out, rerun, quiet, bench.name, keep, plain)
+    validate_cells(cells, check_paths=False)
+    _warn_missing_paths(cells)
+    _print_plan(cells, out, fmt)
+    if fmt != "json":
+        _print_weights_plan(cells, bench)
+    ex.print_dry_run(cells, out, opts, bench.name, fmt)
 
 
 def parse_settings(items: list[str]) -> dict:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import FerBenchError
-from .common import Fmt, app, console, err_console
+from .common import Fmt, Format, app, console, err_console
 
 weights_app = typer.Typer(help="Published weights of FER/face encoders: list, fetch, verify, "
                           "convert (into $FER_BENCH_CACHE/weights).")
@@ -43,7 +43,7 @@ def _mb(size: int | None) -> str:
 
 
 @weights_app.command("list")
-def weights_list(fmt: Fmt = "table") -> None:
+def weights_list(fmt: Fmt = Format.table) -> None:
     """Each published encoder: source, size, licence, checksum, and whether it is cached."""
     from rich.table import Table
 
@@ -51,7 +51,7 @@ def weights_list(fmt: Fmt = "table") -> None:
              "sha256": s.sha256, "licence": s.licence, "paper": s.paper, "layout": s.layout,
              "direct": s.direct, "cached": s.cached(), "path": str(s.load_path)}
             for s in _sources(None)]
-    if fmt == "json":
+    if fmt is Format.json:
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="published weights (cache: "

@@ -32,6 +32,7 @@ from .fer2013 import find_csv
 from .fer2013_csv import USAGE, USAGE_SPLIT, read_fer2013_csv
 from .images import ImageJob, decode_images
 from .labels import FERPLUS_COLUMNS, code_table
+from .options import choice
 from .splits import make_split
 
 MODES = ("majority", "probability", "multi_target")
@@ -40,14 +41,7 @@ UNKNOWN = 8
 FOLDERS = {"train": "FER2013Train", "val": "FER2013Valid", "test": "FER2013Test"}
 
 
-def _mode(v: str) -> str:
-    if v not in MODES:
-        raise ValueError(v)
-    return v
-
-
-_mode.expected = "label mode (majority | probability | multi_target)"  # type: ignore[attr-defined]
-OPTIONS: dict[str, Callable] = {"mode": _mode, "pixels": str}
+OPTIONS: dict[str, Callable] = {"mode": choice(*MODES, what="label mode"), "pixels": str}
 
 
 # --- the reference label rules, on one row of 10 votes ------------------------------------------

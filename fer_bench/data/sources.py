@@ -17,14 +17,26 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..classes import CANONICAL, CANONICAL8
-from ..errors import ConfigError, DataError, FerBenchError
+from ..errors import DataError, FerBenchError
 from ..registry import Registry
 from .dataset import FERDataset
-from .options import IMAGE_OPTIONS, parse_options, path_options, split_path_arg
+from .options import (
+    IMAGE_OPTIONS,
+    integer,
+    number,
+    parse_options,
+    path_options,
+    split_path_arg,
+)
 from .options import with_options as with_options  # where cli.data imports it from
 
 DATASETS: Registry[Callable[..., FERDataset]] = Registry("dataset", "fer_bench.datasets")
 _LOADED: dict[str, FERDataset] = {}  # per-process: a matrix loads each dataset once
+
+SYNFER_OPTIONS = {"n": integer(500, why="every class in every split needs images"),
+                  "seed": integer(),
+                  "label_noise": number(0, 1, hi_open=True),
+                  "test_n": integer(100, why="every class needs test images")}
 
 
 @DATASETS.register("synfer", classes=CANONICAL)
@@ -32,17 +44,7 @@ def synfer(arg: str | None = None, spec: str = "synfer") -> FERDataset:
     """SynFER: procedural 48x48 grayscale faces with FER2013's splits and class proportions."""
     from . import synfer as gen
 
-    opts = parse_options((arg or "").lstrip("#"), spec,
-                         {"n": int, "seed": int, "label_noise": float, "test_n": int})
-    if opts.get("n", 1000) < 500:
-        raise ConfigError(f"dataset {spec!r}: n must be at least 500 (every class in every "
-                          "split needs images)")
-    if not 0.0 <= opts.get("label_noise", 0.0) < 1.0:
-        raise ConfigError(f"dataset {spec!r}: label_noise must be in [0, 1)")
-    if opts.get("test_n", 100) < 100:
-        raise ConfigError(f"dataset {spec!r}: test_n must be at least 100 (every class needs "
-                          "test images)")
-    return gen.generate(**opts)
+    return gen.generate(**parse_options((arg or "").lstrip("#"), spec, SYNFER_OPTIONS))
 
 
 @DATASETS.register("fer2013", takes_path=True, classes=CANONICAL)
