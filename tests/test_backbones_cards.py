@@ -103,12 +103,18 @@ def test_user_card_directory_and_preprocess_overrides(tmp_path: Path, monkeypatc
 
 
 @pytest.mark.parametrize("text, needle", [
-    ('family = "timm"\nmodel = "resnet18"\ncolour = "red"\n', "unknown key(s) colour"),
+    ('family = "timm"\nmodel = "resnet18"\ncolour = "red"\n', "unknown top-level key colour"),
     ('family = "tfhub"\nmodel = "x"\n', "unknown family 'tfhub'"),
-    ('model = "x"\n', "needs string keys"),
+    ('model = "x"\n', "family: is required"),
     ('family = "timm"\nmodel = "resnet18"\n[preprocess]\nsize = 3\n', "preprocess.size"),
     ('family = "timm"\nmodel = "resnet18"\n[preprocess]\ninput_size = "big"\n',
      "preprocess.input_size"),
+    ('family = "timm"\nmodel = "resnet18"\n[preprocess]\ninput_sise = 96\n',
+     "unknown key preprocess.input_sise (did you mean 'input_size'?)"),
+    ('family = "timm"\nmodel = "resnet18"\n[train]\nlr = "fast"\n',
+     "train.lr: expected a number, got 'fast'"),
+    ('family = "timm"\nmodel = "resnet18"\nweights = "published"\n[source]\nurl = "u"\n'
+     'file = "m.pth"\nlayout = "timm_pickle"\n', "needs source.arch"),
 ])
 def test_bad_cards_name_the_file(tmp_path: Path, monkeypatch, text, needle):
     (tmp_path / "bad_card.toml").write_text(text)

@@ -22,7 +22,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                      "fer_bench.locks",
                      # the device and precision rules: the plan resolves a cell's precision
                      # with them, the engine applies them
-                     "fer_bench.levers")),
+                     "fer_bench.levers",
+                     # strict TOML types and the one error format of every checked file
+                     "fer_bench.schema")),
     # BackboneConfig is the preprocessing contract data.transforms reads: it imports nothing
     # of fer-bench, so it sits with the data although its file is under backbones/.
     ("data", ("fer_bench.data", "fer_bench.tensor_cache", "fer_bench.backbones.base")),

@@ -195,7 +195,7 @@ def test_card_source_is_checked(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('family = "registered"\nmodel = "fer_cnn"\nweights = "published"\n'
                    '[source]\nurl = "http://x"\nfile = "a.pth"\nsha256 = "abc"\n')
-    with pytest.raises(ConfigError, match="sha256 must be 64"):
+    with pytest.raises(ConfigError, match="source.sha256: expected 64 lowercase hex digits"):
         read_card(bad)
     bad.write_text('family = "registered"\nmodel = "fer_cnn"\nweights = "published"\n')
     with pytest.raises(ConfigError, match="go together"):

@@ -23,20 +23,63 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError
 
 from ..errors import ConfigError
 from ..resources import read_toml
+from ..schema import (
+    Flag,
+    Float,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    Table,
+    Text,
+    config_error,
+)
 from .base import BackboneConfig
-from .sources import PUBLISHED, WeightSource, parse_source
+from .sources import PUBLISHED, Source, WeightSource
 
-TOP_KEYS = {"family", "model", "weights", "notes", "preprocess", "measured", "source", "train"}
-TRAIN_TYPES: dict[str, type] = {"lr": float, "warmup_epochs": float, "weight_decay": float,
-                                "schedule": str}
-PREPROCESS_TYPES: dict[str, tuple[type, ...]] = {
-    "input_size": (int, list), "mean": (list,), "std": (list,), "interpolation": (str,),
-    "in_chans": (int,), "fixed_input_size": (bool,), "crop_pct": (float, int),
-    "resize_mode": (str,)}
+InputSize = PositiveInt | Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]
+
+
+class Preprocess(Table):
+    """[preprocess]: overrides of the library's preprocessing (only the keys given apply)."""
+
+    input_size: InputSize | None = None
+    mean: list[Float] | None = None
+    std: list[Float] | None = None
+    interpolation: Literal["bilinear", "bicubic", "nearest"] | None = None
+    in_chans: PositiveInt | None = None
+    fixed_input_size: Flag | None = None
+    crop_pct: PositiveFloat | None = None
+    resize_mode: Text | None = None
+
+
+class CardTrain(Table):
+    """[train]: the family's training defaults (used where no benchmark or flag sets them)."""
+
+    lr: PositiveFloat | None = None
+    warmup_epochs: NonNegativeFloat | None = None
+    weight_decay: NonNegativeFloat | None = None
+    schedule: Text | None = None
+
+
+class CardFile(Table):
+    family: Text
+    model: Annotated[Text, Field(min_length=1)]
+    weights: Text = "default"
+    notes: Text = ""
+    preprocess: Preprocess = Preprocess()
+    source: Source | None = None
+    train: CardTrain = CardTrain()
+    measured: dict[str, Any] = {}
+
+
+CARD_KEYS = {"": tuple(CardFile.model_fields), "preprocess": tuple(Preprocess.model_fields),
+             "source": tuple(Source.model_fields), "train": tuple(CardTrain.model_fields)}
 MEASURED_KEYS = ("family", "input_size", "in_chans", "feature_dim", "params_m", "text_params_m",
                  "gmacs", "mean", "std", "interpolation", "crop_pct", "resize_mode",
                  "fixed_input_size", "text_tower")
@@ -89,60 +132,24 @@ def read_card(path: Path, known_families: list[str] | None = None) -> Card:
 
 @lru_cache(maxsize=256)
 def _read_card(path: Path, known_families: tuple[str, ...], _mtime: int) -> Card:
-    data = read_toml(path)
-    unknown = set(data) - TOP_KEYS
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} "
-                          f"(expected: {', '.join(sorted(TOP_KEYS))})")
-    fam, model = data.get("family"), data.get("model")
-    if not isinstance(fam, str) or not isinstance(model, str) or not model:
-        raise ConfigError(f"{path}: a card needs string keys 'family' and 'model'")
-    if known_families and fam not in known_families:
-        raise ConfigError(f"{path}: unknown family {fam!r} "
+    try:
+        card = CardFile.model_validate(read_toml(path))
+    except ValidationError as e:
+        raise config_error(str(path), e, keys=CARD_KEYS) from None
+    if known_families and card.family not in known_families:
+        raise ConfigError(f"{path}: unknown family {card.family!r} "
                           f"(expected one of: {', '.join(known_families)})")
-    for key in ("weights", "notes"):
-        if key in data and not isinstance(data[key], str):
-            raise ConfigError(f"{path}: '{key}' must be a string")
-    pre = data.get("preprocess", {})
-    if not isinstance(pre, dict):
-        raise ConfigError(f"{path}: [preprocess] must be a table")
-    for key, value in pre.items():
-        if key not in PREPROCESS_TYPES:
-            raise ConfigError(f"{path}: unknown key preprocess.{key} "
-                              f"(expected: {', '.join(PREPROCESS_TYPES)})")
-        if not isinstance(value, PREPROCESS_TYPES[key]) or isinstance(value, bool) != (
-                key == "fixed_input_size"):
-            raise ConfigError(f"{path}: preprocess.{key} has the wrong type "
-                              f"({type(value).__name__})")
-    measured = data.get("measured", {})
-    missing = [k for k in MEASURED_KEYS if k not in measured and k not in OPTIONAL_MEASURED]
-    if measured and missing:
+    missing = [k for k in MEASURED_KEYS if k not in card.measured and k not in OPTIONAL_MEASURED]
+    if card.measured and missing:
         raise ConfigError(f"{path}: [measured] lacks {', '.join(missing)} (rewrite it with "
                           "`fer-bench backbones measure NAME --write`)")
-    source = parse_source(data["source"], path) if "source" in data else None
-    weights = str(data.get("weights", "default"))
-    if (weights == PUBLISHED) != (source is not None):
+    if (card.weights == PUBLISHED) != (card.source is not None):
         raise ConfigError(f"{path}: weights = \"{PUBLISHED}\" and a [source] table go together")
-    return Card(path, fam, model, weights, str(data.get("notes", "")),
-                tuple(sorted(pre.items())), dict(measured), source,
-                _train_defaults(data.get("train", {}), path))
-
-
-def _train_defaults(train: Any, path: Path) -> tuple:
-    if not isinstance(train, dict):
-        raise ConfigError(f"{path}: [train] must be a table")
-    out = []
-    for key, value in train.items():
-        typ = TRAIN_TYPES.get(key)
-        if typ is None:
-            raise ConfigError(f"{path}: a card's [train] takes only {', '.join(TRAIN_TYPES)}, "
-                              f"not {key!r}")
-        if typ is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, typ):
-            raise ConfigError(f"{path}: train.{key} must be {typ.__name__}")
-        out.append((key, value))
-    return tuple(sorted(out))
+    source = card.source.model_dump(exclude_unset=True) if card.source else None
+    return Card(path, card.family, card.model, card.weights, card.notes,
+                tuple(sorted(card.preprocess.model_dump(exclude_unset=True).items())),
+                dict(card.measured), source,
+                tuple(sorted(card.train.model_dump(exclude_unset=True).items())))
 
 
 def _toml_value(v: Any) -> str:

@@ -24,15 +24,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Literal
 
-from ..errors import ConfigError, FerBenchError
+from pydantic import AfterValidator, Field, model_validator
+
+from ..errors import FerBenchError
+from ..schema import Flag, NonNegativeInt, Table, Text
 
 PUBLISHED = "published"
-LAYOUTS = ("state_dict", "timm_pickle")
-SOURCE_TYPES: dict[str, tuple[type, ...]] = {
-    "url": (str,), "file": (str,), "sha256": (str,), "size": (int,), "licence": (str,),
-    "paper": (str,), "layout": (str,), "arch": (str,), "notes": (str,), "direct": (bool,)}
 
 
 @dataclass(frozen=True)
@@ -71,31 +70,37 @@ def weights_dir() -> Path:
     return cache_dir() / "weights"
 
 
-def parse_source(table: Any, card: Path) -> dict[str, Any]:
-    """Check a card's [source] table (types, known keys, the sha256's form)."""
-    if not isinstance(table, dict):
-        raise ConfigError(f"{card}: [source] must be a table")
-    for key, value in table.items():
-        if key not in SOURCE_TYPES:
-            raise ConfigError(f"{card}: unknown key source.{key} "
-                              f"(expected: {', '.join(SOURCE_TYPES)})")
-        if not isinstance(value, SOURCE_TYPES[key]) or (isinstance(value, bool)
-                                                         != (key == "direct")):
-            raise ConfigError(f"{card}: source.{key} has the wrong type "
-                              f"({type(value).__name__})")
-    for key in ("url", "file"):
-        if not table.get(key):
-            raise ConfigError(f"{card}: [source] needs '{key}'")
-    if "/" in table["file"] or table["file"].startswith("."):
-        raise ConfigError(f"{card}: source.file must be a bare file name, got {table['file']!r}")
-    sha = table.get("sha256")
-    if sha is not None and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
-        raise ConfigError(f"{card}: source.sha256 must be 64 lowercase hex digits")
-    if table.get("layout", "state_dict") not in LAYOUTS:
-        raise ConfigError(f"{card}: source.layout must be one of {', '.join(LAYOUTS)}")
-    if table.get("layout") == "timm_pickle" and not table.get("arch"):
-        raise ConfigError(f"{card}: a timm_pickle source needs source.arch (the timm model)")
-    return dict(table)
+def _sha256(value: str) -> str:
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise ValueError(f"expected 64 lowercase hex digits, got {value!r}")
+    return value
+
+
+def _bare_file(value: str) -> str:
+    if not value or "/" in value or value.startswith("."):
+        raise ValueError(f"expected a bare file name, got {value!r}")
+    return value
+
+
+class Source(Table):
+    """A card's [source] table (the keys WeightSource takes besides the card's name)."""
+
+    url: Annotated[Text, Field(min_length=1)]
+    file: Annotated[Text, AfterValidator(_bare_file)]
+    sha256: Annotated[Text, AfterValidator(_sha256)] | None = None
+    size: NonNegativeInt | None = None
+    licence: Text = "unknown"
+    paper: Text = ""
+    layout: Literal["state_dict", "timm_pickle"] = "state_dict"
+    arch: Text = ""
+    notes: Text = ""
+    direct: Flag = True
+
+    @model_validator(mode="after")
+    def _pickle_names_its_arch(self) -> Source:
+        if self.layout == "timm_pickle" and not self.arch:
+            raise ValueError("a timm_pickle source needs source.arch (the timm model)")
+        return self
 
 
 class MissingWeightsError(FerBenchError):
