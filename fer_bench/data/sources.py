@@ -39,6 +39,10 @@ SYNFER_OPTIONS = {"n": integer(500, why="every class in every split needs images
                   "test_n": integer(100, why="every class needs test images")}
 
 
+# One small loader per dataset name, alike on purpose: each one's docstring is what `fer-bench
+# data list` shows, each declares its classes for planning, and each imports its reader only
+# when called, so listing or planning imports no reader (and no PIL) at all.
+
 @DATASETS.register("synfer", classes=CANONICAL)
 def synfer(arg: str | None = None, spec: str = "synfer") -> FERDataset:
     """SynFER: procedural 48x48 grayscale faces with FER2013's splits and class proportions."""
