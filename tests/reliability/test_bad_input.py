@@ -80,12 +80,12 @@ BENCH_FILES = {
     "typo'd train key": (BENCH_OK.replace("epochs =", "epoch ="),
                          ["unknown key train.epoch", "did you mean 'epochs'"]),
     "wrong type": (BENCH_OK.replace("epochs = 1", 'epochs = "1"'),
-                   ["train.epochs must be int", "str"]),
+                   ["train.epochs: expected an integer, got '1'"]),
     "wrong axis type": (BENCH_OK.replace('heads = ["linear"]', 'heads = "linear"'),
-                        ["axes.heads must be a list of strs"]),
+                        ["axes.heads: expected a list, got 'linear'"]),
     "empty axis": (BENCH_OK.replace('heads = ["linear"]', "heads = []"),
                    ["axes.heads is empty"]),
-    "bad value": (BENCH_OK.replace("epochs = 1", "epochs = 0"), ["train.epochs must be >= 1"]),
+    "bad value": (BENCH_OK.replace("epochs = 1", "epochs = 0"), ["train.epochs: expected an integer >= 1, got 0"]),
     "invalid TOML": (BENCH_OK + "\nepochs = = 2\n", ["invalid TOML"]),
 }
 
