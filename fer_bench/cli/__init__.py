@@ -7,12 +7,12 @@ import sys
 from ..errors import FerBenchError
 from . import (  # noqa: F401  (register commands)
     backbones,
-    bench,
     data,
     leaderboard,
     prompts,
     report,
     run,
+    throughput,
     weights,
 )
 from .common import app, err_console
