@@ -74,6 +74,7 @@ class Axes(Table):
 
 class Match(Table):
     """[[skip]] (and the matching part of [[overrides]]): globs on a cell's axes."""
+    # the singular of each [axes] key (a cell has one of each): alike by design
     backbone: Text | None = None
     head: Text | None = None
     prompts: Text | None = None

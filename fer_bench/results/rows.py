@@ -31,7 +31,8 @@ _BASELINE_KEYS = ("vs_baseline", "p_vs_baseline", "baseline")
 class LeaderboardRow:
     """One configuration's row. Its JSON (`to_json`, the `--format json` rows) keeps the field
     order below; the baseline keys appear only when a baseline was given, the bench keys only
-    when `--bench` matched, and the member results never."""
+    when `--bench` matched, and the member results never. (A flat list of typed fields on
+    purpose: one per column a user can ask for.)"""
 
     backbone: str | None = None
     prompts: str | None = None
