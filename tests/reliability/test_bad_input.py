@@ -85,7 +85,8 @@ BENCH_FILES = {
                         ["axes.heads: expected a list, got 'linear'"]),
     "empty axis": (BENCH_OK.replace('heads = ["linear"]', "heads = []"),
                    ["axes.heads is empty"]),
-    "bad value": (BENCH_OK.replace("epochs = 1", "epochs = 0"), ["train.epochs: expected an integer >= 1, got 0"]),
+    "bad value": (BENCH_OK.replace("epochs = 1", "epochs = 0"),
+                  ["train.epochs: expected an integer >= 1, got 0"]),
     "invalid TOML": (BENCH_OK + "\nepochs = = 2\n", ["invalid TOML"]),
 }
 
