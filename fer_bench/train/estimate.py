@@ -219,7 +219,10 @@ def _peak(train: TrainConfig, tr: Trace, weights: float, trainable: float, momen
     moments_b = trainable * moments * BYTES_FP32
     grads = trainable * BYTES_FP32
     activation = (tr.saved_per_image * b + tr.saved_const) * scale if encoder_trains else 0.0
-    transient = 2 * tr.max_out_per_image * b * scale if encoder_trains else 0.0
+    # one transient buffer the size of the widest op's output (its output or its gradient, on
+    # top of what is saved): 2x overestimated every measured case by up to 26%
+    # (benchmarks/perf/memory_estimate.py), 1x keeps them within about +-15%
+    transient = tr.max_out_per_image * b * scale if encoder_trains else 0.0
     step = weights + grads + moments_b + activation + transient + tr.input_per_image * b
     # the best-on-validation copy of the trained module (the whole model unless features are
     # cached), taken after the epoch's gradients are freed
